@@ -1,0 +1,163 @@
+"""What plugins contribute: components, training job specs and interface tabs.
+
+Job specs are data. They are validated here once, and then drive both the Pulumi program
+(launch templates, IAM scoping, log groups, alarms) and the runtime (launch, run, record).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from runtime.errors import UserError
+
+# GPUs per instance for the instance families a training job may ask for. Types outside this
+# table are CPU-only as far as validation is concerned.
+GPU_INSTANCE_GPUS: Mapping[str, int] = MappingProxyType(
+    {
+        "g4dn.xlarge": 1,
+        "g4dn.2xlarge": 1,
+        "g4dn.12xlarge": 4,
+        "g5.xlarge": 1,
+        "g5.2xlarge": 1,
+        "g5.4xlarge": 1,
+        "g5.12xlarge": 4,
+        "g5.48xlarge": 8,
+        "g6.xlarge": 1,
+        "g6.2xlarge": 1,
+        "g6.12xlarge": 4,
+        "g6e.xlarge": 1,
+        "g6e.12xlarge": 4,
+        "p4d.24xlarge": 8,
+        "p5.48xlarge": 8,
+        "ml.g5.xlarge": 1,
+        "ml.g5.2xlarge": 1,
+        "ml.g5.12xlarge": 4,
+        "ml.p4d.24xlarge": 8,
+    }
+)
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class SpecError(UserError):
+    """A plugin contributed something invalid; the message names the plugin and the field."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One NLP component a plugin provides (shown by `stnlp plugins` and the interface)."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A training (or batch) job: everything the runtime and the Pulumi program need.
+
+    ``entrypoint`` is ``"module:function"``; the function takes a
+    :class:`runtime.training.TrainingContext` and returns a
+    :class:`runtime.training.TrainingOutcome`. ``presets`` maps a preset name (``tiny`` for
+    tests and the local demo) to hyperparameter overrides. ``output_model`` names the registry
+    model the job's output directory is published to.
+    """
+
+    name: str
+    component: str
+    entrypoint: str
+    output_model: str
+    instance_type: str = "g5.xlarge"
+    gpu_count: int = 1
+    spot: bool = True
+    max_runtime_minutes: int = 120
+    root_volume_gb: int = 100
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    input_datasets: tuple[str, ...] = ()
+    evaluator: str | None = None
+    description: str = ""
+
+    def resolved_hyperparameters(
+        self, preset: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Hyperparameters with a preset and then explicit overrides applied on top."""
+        params = dict(self.hyperparameters)
+        if preset is not None:
+            if preset not in self.presets:
+                known = ", ".join(sorted(self.presets)) or "none"
+                raise UserError(f"job {self.name!r} has no preset {preset!r} (known: {known})")
+            params.update(self.presets[preset])
+        params.update(overrides or {})
+        return params
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    """One tab of the Gradio interface.
+
+    ``build(app)`` creates the tab's components inside an open ``gr.Tab``; ``model_source(app)``
+    returns a short text naming the model source the tab uses (registry version, hub model or
+    offline fallback). ``app`` is a :class:`runtime.ui.AppContext`.
+    """
+
+    name: str
+    title: str
+    build: Callable[[Any], None]
+    model_source: Callable[[Any], str] = field(default=lambda app: "no model")
+    order: int = 100
+
+
+def validate_job(plugin: str, job: Any) -> JobSpec:
+    """Check one job spec contributed by ``plugin``; return it or raise :class:`SpecError`."""
+
+    def fail(why: str) -> SpecError:
+        name = getattr(job, "name", "?")
+        return SpecError(f"plugin {plugin!r}: job {name!r}: {why}")
+
+    if not isinstance(job, JobSpec):
+        raise fail(f"expected a JobSpec, got {type(job).__name__}")
+    if not _NAME.match(job.name):
+        raise fail("name must be lowercase letters, digits and dashes, 2-63 characters")
+    if not _NAME.match(job.output_model):
+        raise fail(f"output_model {job.output_model!r} is not a valid model name")
+    if not _ENTRYPOINT.match(job.entrypoint):
+        raise fail(f"entrypoint {job.entrypoint!r} must look like 'package.module:function'")
+    if job.max_runtime_minutes <= 0:
+        raise fail(f"max_runtime_minutes must be positive, got {job.max_runtime_minutes}")
+    if job.root_volume_gb < 8:
+        raise fail(f"root_volume_gb must be at least 8, got {job.root_volume_gb}")
+    if job.gpu_count < 0:
+        raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
+    if job.gpu_count > 0:
+        available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
+        if available == 0:
+            raise fail(
+                f"instance_type {job.instance_type!r} has no GPU but gpu_count is {job.gpu_count}"
+            )
+        if job.gpu_count > available:
+            raise fail(
+                f"instance_type {job.instance_type!r} has {available} GPU(s), "
+                f"gpu_count asks for {job.gpu_count}"
+            )
+    return job
+
+
+def validate_tab(plugin: str, tab: Any) -> TabSpec:
+    """Check one tab contributed by ``plugin``; return it or raise :class:`SpecError`."""
+    if not isinstance(tab, TabSpec):
+        raise SpecError(f"plugin {plugin!r}: expected a TabSpec, got {type(tab).__name__}")
+    if not callable(tab.build):
+        raise SpecError(f"plugin {plugin!r}: tab {tab.name!r}: build is not callable")
+    return tab
+
+
+def validate_component(plugin: str, component: Any) -> Component:
+    """Check one component contributed by ``plugin``; return it or raise :class:`SpecError`."""
+    if not isinstance(component, Component) or not component.name:
+        raise SpecError(f"plugin {plugin!r}: expected a Component with a name, got {component!r}")
+    return component

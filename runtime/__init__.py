@@ -1,0 +1,1 @@
+"""The runtime: settings, data loaders, object store, model registry, runs and backends."""

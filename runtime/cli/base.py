@@ -1,0 +1,42 @@
+"""The `stnlp` command group and the session object its commands share."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import click
+
+from runtime import logs
+from runtime.settings import Settings, load_settings
+
+
+class Session:
+    """Lazily loaded settings and plugin registry for one CLI invocation."""
+
+    def __init__(self, debug: bool = False):
+        self.debug = debug
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Settings from the file and environment."""
+        return load_settings()
+
+    @cached_property
+    def registry(self):
+        """The plugin registry built from the settings."""
+        from plugins.manager import build_plugin_manager
+
+        return build_plugin_manager(self.settings)
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Stranger Things NLP suite: train, publish and serve the series' NLP components."""
+    session = Session(debug)
+    ctx.obj = session
+    logs.configure("DEBUG" if debug else session.settings.log_level)

@@ -1,0 +1,120 @@
+"""Settings: one TOML file, overridable by environment variables.
+
+Lookup order (later wins): built-in defaults, the settings file, environment variables.
+The settings file is ``$STNLP_SETTINGS`` if set, else ``./stnlp.toml`` if it exists.
+
+=====================  ==============================  ===========================================
+key                    environment variable            meaning
+=====================  ==============================  ===========================================
+store                  STNLP_STORE                     local store directory, or ``s3`` for AWS
+stack                  STNLP_STACK                     stack name (``local`` for the embedded one)
+region                 STNLP_REGION / AWS_REGION       AWS region for the S3 store and backends
+endpoint_url           STNLP_ENDPOINT_URL              AWS endpoint override (moto, LocalStack)
+disabled_plugins       STNLP_DISABLED_PLUGINS          comma-separated plugin names not to load
+models.<component>     STNLP_MODEL_<COMPONENT>         hub model id per component (``-`` -> ``_``)
+log_level              STNLP_LOG_LEVEL                 ``WARNING`` by default: quiet
+=====================  ==============================  ===========================================
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import UserError
+
+DEFAULT_STORE = Path(".stnlp") / "store"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All user settings, read once and passed around."""
+
+    store: str = str(DEFAULT_STORE)
+    stack: str = "local"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    disabled_plugins: tuple[str, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)
+    log_level: str = "WARNING"
+    source: str = "defaults"
+
+    @property
+    def uses_s3(self) -> bool:
+        """True when the store is the stack's S3 buckets rather than a local directory."""
+        return self.store == "s3"
+
+    def model_id(self, component: str, default: str) -> str:
+        """The configured hub model id for ``component``, or ``default``."""
+        return self.models.get(component, default)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (for the CLI's options and for tests)."""
+        return replace(self, **changes)
+
+
+_SCALAR_KEYS = {"store", "stack", "region", "endpoint_url", "log_level"}
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"settings file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"settings file {path} is not valid TOML: {exc}") from exc
+    unknown = set(data) - _SCALAR_KEYS - {"disabled_plugins", "models"}
+    if unknown:
+        raise UserError(f"settings file {path}: unknown key(s) {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {k: str(v) for k, v in data.items() if k in _SCALAR_KEYS}
+    if "disabled_plugins" in data:
+        plugins = data["disabled_plugins"]
+        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+            raise UserError(f"settings file {path}: disabled_plugins must be a list of names")
+        values["disabled_plugins"] = tuple(plugins)
+    if "models" in data:
+        models = data["models"]
+        if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+            raise UserError(f"settings file {path}: [models] must map component names to ids")
+        values["models"] = dict(models)
+    return values
+
+
+def _from_env(env: dict[str, str], models: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in _SCALAR_KEYS:
+        if f"STNLP_{key.upper()}" in env:
+            values[key] = env[f"STNLP_{key.upper()}"]
+    if "region" not in values and "AWS_REGION" in env:
+        values["region"] = env["AWS_REGION"]
+    if "STNLP_DISABLED_PLUGINS" in env:
+        names = env["STNLP_DISABLED_PLUGINS"].split(",")
+        values["disabled_plugins"] = tuple(n.strip() for n in names if n.strip())
+    overrides = {
+        k.removeprefix("STNLP_MODEL_").lower().replace("_", "-"): v
+        for k, v in env.items()
+        if k.startswith("STNLP_MODEL_")
+    }
+    if overrides:
+        values["models"] = {**models, **overrides}
+    return values
+
+
+def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read the settings file (if any) and the environment into one :class:`Settings`."""
+    env = dict(os.environ if env is None else env)
+    cwd = cwd or Path.cwd()
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if "STNLP_SETTINGS" in env:
+        path = Path(env["STNLP_SETTINGS"])
+        values.update(_from_file(path))
+        source = str(path)
+    elif (cwd / "stnlp.toml").exists():
+        values.update(_from_file(cwd / "stnlp.toml"))
+        source = str(cwd / "stnlp.toml")
+    values.update(_from_env(env, values.get("models", {})))
+    return Settings(source=source, **values)

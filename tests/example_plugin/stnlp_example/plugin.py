@@ -1,0 +1,57 @@
+"""Hook implementations of the example plugin: one component, one job, one tab."""
+
+import json
+
+import gradio as gr
+
+from plugins import hookimpl
+from plugins.spec import Component, JobSpec, TabSpec
+
+
+@hookimpl
+def stnlp_components(settings):
+    """The line-length model."""
+    return [Component("line-length", "Predicts a transcript line's length from its speaker")]
+
+
+@hookimpl
+def stnlp_training_jobs(settings):
+    """A small job that fits mean line length per speaker, step by step, with checkpoints."""
+    return [
+        JobSpec(
+            name="example-linefit",
+            component="line-length",
+            entrypoint="stnlp_example.train:train",
+            output_model="line-length",
+            instance_type="g5.xlarge",
+            gpu_count=1,
+            max_runtime_minutes=10,
+            hyperparameters={"steps": 20, "step_seconds": 0.0, "fail_at_step": -1},
+            presets={"tiny": {"steps": 5}},
+            input_datasets=("transcripts",),
+        )
+    ]
+
+
+def _predict(app, speaker: str) -> str:
+    from runtime.registry import fetch_latest
+
+    model = fetch_latest(app.settings, "line-length")
+    if model is None:
+        return "no trained line-length model yet: run `stnlp train example-linefit`"
+    means = json.loads((model.path / "model.json").read_text())["mean_length"]
+    if speaker not in means:
+        return f"unknown speaker {speaker!r}"
+    return f"{speaker}: about {means[speaker]:.0f} characters per line"
+
+
+@hookimpl
+def stnlp_gradio_tabs(settings):
+    """A tab asking the model for a speaker's typical line length."""
+
+    def build(app):
+        speaker = gr.Textbox(label="Speaker")
+        answer = gr.Textbox(label="Typical line length")
+        speaker.submit(lambda s: _predict(app, s), speaker, answer)
+
+    return [TabSpec(name="line-length", title="Line length", build=build, order=900)]
