@@ -93,7 +93,7 @@ class Registry:
         An exception inside a plugin becomes a :class:`SpecError` naming that plugin.
         """
         caller = getattr(self.pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
             try:
                 result = impl.function(**args)

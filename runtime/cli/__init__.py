@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from runtime.cli import plugins, serve  # noqa: F401  (register commands)
+from runtime.cli import data, plugins, serve  # noqa: F401  (register commands)
 from runtime.cli.base import cli
 from runtime.errors import UserError
 

@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make demo` (the local demo) and `make test`.
+# Each installs what it needs first; reruns reuse the virtual environment.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint browser-deps
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+browser-deps:
+	@test -x /usr/bin/chromium || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+demo: $(STAMP)
+	$(VENV)/bin/stnlp demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) browser-deps lint
+	$(PY) -m pytest -n 2 --dist loadfile
