@@ -1,13 +1,83 @@
 """The chatbot plugin: character chatbots fine-tuned with LoRA."""
 
 from plugins import hookimpl
-from plugins.spec import Component
+from plugins.spec import Component, JobSpec, TabSpec
+
+BASES = {
+    "chatbot-llama": ("llama", "meta-llama/Llama-3.2-3B-Instruct", "Llama-3.2-3B-Instruct"),
+    "chatbot-qwen": ("qwen", "Qwen/Qwen2.5-3B-Instruct", "Qwen2.5-3B-Instruct"),
+}
+DEFAULTS = {
+    "character": "Eleven",
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "target_modules": "all-linear",
+    "epochs": 2,
+    "learning_rate": 2e-4,
+    "tokens_per_step": 32768,
+    "max_sample_tokens": 512,
+    "max_context": 2048,
+    "context_lines": 2,
+    "held_out_fraction": 0.2,
+    "min_lines": 20,
+    "checkpoint_every": 20,
+    "max_steps": 0,
+    "compile": True,
+    "seed": 0,
+}
+TINY = {
+    "base_model": "tiny",
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "epochs": 1,
+    "learning_rate": 1e-3,
+    "tokens_per_step": 1024,
+    "max_context": 512,
+    "checkpoint_every": 2,
+    "max_steps": 4,
+    "compile": False,
+}
+
+
+def base_model(settings, job: str) -> str:
+    """The hub model id a chatbot job fine-tunes (configurable per component)."""
+    return settings.model_id(job, BASES[job][1])
 
 
 @hookimpl
 def stnlp_components(settings):
     """The LLaMA and Qwen character chatbots."""
     return [
-        Component("chatbot-llama", "Character chatbot on Llama-3.2-3B-Instruct, LoRA fine-tuned"),
-        Component("chatbot-qwen", "Character chatbot on Qwen2.5-3B-Instruct, LoRA fine-tuned"),
+        Component(job, f"Character chatbot on {BASES[job][2]}, LoRA fine-tuned") for job in BASES
     ]
+
+
+@hookimpl
+def stnlp_training_jobs(settings):
+    """One LoRA fine-tuning job per base model, on a 24 GB GPU (g5.xlarge)."""
+    return [
+        JobSpec(
+            name=job,
+            component=job,
+            entrypoint="plugins.chatbot.train:train",
+            evaluator="plugins.chatbot.evaluate:evaluate",
+            output_model=job,
+            instance_type="g5.xlarge",
+            gpu_count=1,
+            spot=True,
+            max_runtime_minutes=180,
+            hyperparameters={**DEFAULTS, "family": family, "base_model": base_model(settings, job)},
+            presets={"tiny": TINY},
+            input_datasets=("transcripts", "characters"),
+            description=f"LoRA fine-tuning of {BASES[job][2]} as a character chatbot",
+        )
+        for job, (family, _, _) in BASES.items()
+    ]
+
+
+@hookimpl
+def stnlp_gradio_tabs(settings):
+    """The character chat tab (a ``gr.ChatInterface``)."""
+    from plugins.chatbot.tab import build, model_source
+
+    return [TabSpec(name="chatbot", title="Chat", build=build, model_source=model_source, order=30)]

@@ -7,12 +7,14 @@ sentence-transformers does for this model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from runtime.errors import UserError
 
@@ -33,6 +35,20 @@ def minilm_path() -> Path:
     return path
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars while loading (quiet by default)."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Average the token vectors of each sequence, ignoring padding."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -44,8 +60,10 @@ class SentenceEncoder:
 
     def __init__(self, path: Path | str | None = None, max_length: int = 128):
         self.path = Path(path) if path is not None else minilm_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        self.name = MINILM_ID if path is None else str(path)
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
         self.max_length = max_length
 
     @property

@@ -1,10 +1,59 @@
 """The network plugin: the character co-occurrence network from subtitles."""
 
 from plugins import hookimpl
-from plugins.spec import Component
+from plugins.network.ner import DEFAULT_MODEL
+from plugins.spec import Component, JobSpec, TabSpec
+
+COMPONENT = "network-characters"
+MODEL = "character-network"
 
 
 @hookimpl
 def stnlp_components(settings):
     """The character network."""
-    return [Component("network-characters", "Character co-occurrence network from NER")]
+    return [Component(COMPONENT, "Character co-occurrence network from NER")]
+
+
+@hookimpl
+def stnlp_training_jobs(settings):
+    """The CPU batch job that runs NER over the subtitles and builds the network."""
+    return [
+        JobSpec(
+            name=COMPONENT,
+            component=COMPONENT,
+            entrypoint="plugins.network.job:run",
+            output_model=MODEL,
+            instance_type="c6i.2xlarge",
+            gpu_count=0,
+            spot=True,
+            max_runtime_minutes=30,
+            root_volume_gb=30,
+            hyperparameters={
+                "window": 10,
+                "keep_unknown": False,
+                "spacy_model": settings.model_id(COMPONENT, DEFAULT_MODEL),
+                "batch_size": 256,
+                "n_process": 1,
+                "seed": 0,
+            },
+            presets={"tiny": {"window": 5, "batch_size": 64}},
+            input_datasets=("subtitles", "characters"),
+            description="NER over the subtitles, co-occurrence graph, JSON/GraphML/CSV exports",
+        )
+    ]
+
+
+@hookimpl
+def stnlp_gradio_tabs(settings):
+    """The interactive character network tab."""
+    from plugins.network.tab import build_tab, model_source
+
+    return [
+        TabSpec(
+            name="network",
+            title="Character network",
+            build=build_tab,
+            model_source=model_source,
+            order=30,
+        )
+    ]

@@ -6,7 +6,19 @@ import sys
 
 import click
 
-from runtime.cli import data, plugins, serve  # noqa: F401  (register commands)
+from runtime.cli import (  # noqa: F401  (importing a module registers its commands)
+    cloud,
+    cost,
+    data,
+    demo,
+    evaluate,
+    models,
+    plugins,
+    runs,
+    serve,
+    train,
+    upload,
+)
 from runtime.cli.base import cli
 from runtime.errors import UserError
 

@@ -1,4 +1,4 @@
-"""`stnlp serve`: the Gradio interface."""
+"""`stnlp serve`: the Gradio interface, with login, upload limits and a status panel."""
 
 from __future__ import annotations
 
@@ -10,10 +10,24 @@ from runtime.cli.base import Session, cli, pass_session
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--max-file-size",
+    default="10mb",
+    show_default=True,
+    help="Largest upload accepted (e.g. 5mb, 200kb); larger ones are refused.",
+)
 @pass_session
-def serve_command(session: Session, host: str, port: int) -> None:
-    """Serve the assembled interface."""
-    from runtime.ui import AppContext, build_app
+def serve_command(session: Session, host: str, port: int, max_file_size: str) -> None:
+    """Serve the assembled interface.
 
-    app = build_app(AppContext(session.settings, session.registry))
-    app.queue().launch(server_name=host, server_port=port, show_error=False)
+    Binding anything but 127.0.0.1/localhost/::1 needs a login: STNLP_AUTH_USERNAME and
+    STNLP_AUTH_PASSWORD, or STNLP_AUTH_SSM_PARAMETER naming an SSM SecureString.
+    """
+    from runtime.auth import load_credentials
+    from runtime.ui import AppContext, ServeOptions, launch
+
+    options = ServeOptions(host, port, max_file_size, load_credentials(session.settings))
+    blocks = launch(AppContext(session.settings, session.registry), options)
+    login = " (login required)" if options.credentials else ""
+    click.echo(f"serving on {blocks.local_url}{login}")
+    blocks.block_thread()

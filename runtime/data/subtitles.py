@@ -41,7 +41,10 @@ def clean_caption(lines: list[str]) -> str:
 
 
 def _seconds(hours: str, minutes: str, seconds: str, millis: str) -> float:
-    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis.ljust(3, "0")) / 1000
+    total = ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * 1000 + int(
+        millis.ljust(3, "0")
+    )
+    return total / 1000
 
 
 def _blocks(text: str) -> list[tuple[int, list[str]]]:

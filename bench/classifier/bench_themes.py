@@ -1,0 +1,165 @@
+"""Benchmark: theme scoring by MiniLM embedding similarity vs NLI zero-shot, on this CPU.
+
+Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
+
+- ``embedding``: :class:`plugins.classifier.theme_scorers.EmbeddingThemeScorer` (the default)
+  on the distinct sample sentences: one MiniLM pass per batch of sentences, the theme
+  descriptions embedded once, no per-label model pass;
+- ``nli``: the original project's method, the transformers zero-shot pipeline in batches of 20
+  sentences with every theme as a candidate label (one NLI forward per (sentence, theme) pair,
+  ``multi_label=True``), on the ``valhalla/distilbart-mnli-12-3`` architecture (``BartConfig``
+  with its dimensions) with random weights: the hub weights are unreachable here, and random
+  weights cost the same. BART's BPE tokenizer is unreachable too, so the MiniLM WordPiece
+  tokenizer feeds it (English token counts are close). It is slow, so it runs on the first
+  ``--nli-sentences`` sentences and is extrapolated;
+- ``corpus``: :func:`plugins.classifier.theme_scores.score_corpus` end to end (scores per
+  sentence, per episode, per window) on a 34-episode corpus of ``--lines`` caption lines made
+  from the sample captions, twice: ``repeated`` (sample lines cycled as they are, so repeats
+  are embedded once) and ``distinct`` (each line's words shuffled with a seeded RNG, so nearly
+  every sentence is new: the worst case).
+
+Run: ``.venv/bin/python bench/classifier/bench_themes.py`` (add ``--json out.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
+
+from plugins.classifier.encoder import minilm_path, quiet_transformers, shared_encoder
+from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from plugins.classifier.theme_scores import score_corpus
+from plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
+from runtime.data import load_subtitles
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+THEMES = list(DEFAULT_THEMES)
+
+
+def distilbart_mnli_shaped(tokenizer) -> BartForSequenceClassification:
+    """``valhalla/distilbart-mnli-12-3``'s architecture with random weights; special token ids
+    follow ``tokenizer`` (its ``[SEP]`` plays BART's ``</s>``, which classification pools on)."""
+    config = BartConfig(
+        vocab_size=50265,
+        d_model=1024,
+        encoder_layers=12,
+        decoder_layers=3,
+        encoder_attention_heads=16,
+        decoder_attention_heads=16,
+        encoder_ffn_dim=4096,
+        decoder_ffn_dim=4096,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+        label2id={"contradiction": 0, "neutral": 1, "entailment": 2},
+    )
+    torch.manual_seed(0)
+    return BartForSequenceClassification(config).eval()
+
+
+def synthetic_captions(episodes: int, lines: int, shuffle_words: bool) -> list:
+    """``lines`` captions over ``episodes`` episodes cycled from the sample captions; with
+    ``shuffle_words`` each caption's words are shuffled so that lines rarely repeat."""
+    sample = load_subtitles(SAMPLE / "subtitles").records
+    rng = random.Random(0)
+    per_episode = lines // episodes
+    captions = []
+    for number in range(episodes):
+        for i in range(per_episode):
+            source = sample[(number * 97 + i) % len(sample)]
+            text = source.text
+            if shuffle_words:
+                words = text.split()
+                rng.shuffle(words)
+                text = " ".join(words)
+            captions.append(
+                replace(
+                    source,
+                    season=1 + number // 9,
+                    episode=1 + number % 9,
+                    index=i + 1,
+                    text=text,
+                )
+            )
+    return captions
+
+
+def timed(fn):
+    """``(result, seconds)`` of one call."""
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    """Run the three measurements and print (and optionally save) the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nli-sentences", type=int, default=200)
+    parser.add_argument("--episodes", type=int, default=34)
+    parser.add_argument("--lines", type=int, default=40_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results: dict = {"threads": args.threads, "themes": THEMES, "load_before": os.getloadavg()}
+
+    sample = episodes_from_captions(load_subtitles(SAMPLE / "subtitles").records)
+    sentences = list(dict.fromkeys(s for e in sample for s in e.sentences))
+    embedding = EmbeddingThemeScorer(shared_encoder())
+    embedding.score(sentences[:64], THEMES)  # warm-up
+    _, seconds = timed(lambda: embedding.score(sentences, THEMES))
+    results["embedding"] = {"sentences": len(sentences), "seconds": round(seconds, 2)}
+    results["embedding"]["sentences_per_s"] = round(len(sentences) / seconds, 1)
+    print("embedding", results["embedding"], flush=True)
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    nli = NliThemeScorer(
+        distilbart_mnli_shaped(tokenizer), tokenizer, "distilbart-mnli-12-3 (random)"
+    )
+    nli.score(sentences[:2], THEMES)  # warm-up
+    subset = sentences[: args.nli_sentences]
+    _, seconds = timed(lambda: nli.score(subset, THEMES))
+    results["nli"] = {
+        "sentences": len(subset),
+        "pairs": len(subset) * len(THEMES),
+        "seconds": round(seconds, 2),
+        "sentences_per_s": round(len(subset) / seconds, 2),
+    }
+    speedup = results["embedding"]["sentences_per_s"] / results["nli"]["sentences_per_s"]
+    results["speedup"] = round(speedup, 1)
+    print("nli", results["nli"], "speedup", results["speedup"], flush=True)
+
+    for variant, shuffle in (("repeated", False), ("distinct", True)):
+        captions = synthetic_captions(args.episodes, args.lines, shuffle)
+        episodes = episodes_from_captions(captions)
+        n = sum(len(e.sentences) for e in episodes)
+        distinct = len({s for e in episodes for s in e.sentences})
+        result, seconds = timed(lambda eps=episodes: score_corpus(eps, THEMES, embedding, 20))
+        results[f"corpus_{variant}"] = {
+            "episodes": len(episodes),
+            "lines": len(captions),
+            "sentences": n,
+            "distinct_sentences": distinct,
+            "seconds": round(seconds, 2),
+            "windows": len(result.per_window),
+            "nli_extrapolated_seconds": round(n / results["nli"]["sentences_per_s"], 0),
+        }
+        print(f"corpus {variant}", results[f"corpus_{variant}"], flush=True)
+    results["load_after"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Identity: least-privilege roles for training instances, SageMaker and the interface host.
+
+Data scope (training instances and SageMaker alike):
+
+- datasets bucket: read.
+- models bucket: read everything (base models, earlier versions, package wheels); write only
+  under ``models/`` (new versions and the ``latest.json`` pointers). The bucket is per stack.
+- results bucket: read, write and delete only under ``<stack>/`` (runs, checkpoints, locks).
+
+Training instances may also write their job's log groups, read the stack manifest, put the
+``STNLP`` elapsed-time metric and terminate instances tagged with this stack (and only those).
+The interface host role reads models, datasets, the manifest and its auth parameter.
+No statement allows ``*`` actions on ``*`` resources.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import StackConfig
+from infra.names import (
+    METRIC_NAMESPACE,
+    TAG_ROLE,
+    TAG_STACK,
+    iam_name,
+    interface_auth_parameter,
+    log_group_name,
+    manifest_parameter,
+)
+
+READ_OBJECT = ["s3:GetObject", "s3:GetObjectVersion"]
+WRITE_OBJECT = ["s3:PutObject", "s3:AbortMultipartUpload"]
+
+
+def _bucket(name: str) -> str:
+    return f"arn:aws:s3:::{name}"
+
+
+def _document(statements: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, indent=1)
+
+
+def assume_role_policy(service: str) -> str:
+    """Trust policy letting one AWS service principal assume the role."""
+    return _document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"Service": service},
+            }
+        ]
+    )
+
+
+def data_statements(stack: str, buckets: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The data scope shared by the training role and the SageMaker role."""
+    datasets, models, results = (_bucket(buckets[k]) for k in ("datasets", "models", "results"))
+    return [
+        {
+            "Sid": "ListData",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": [datasets, models],
+        },
+        {
+            "Sid": "ListStackResults",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": results,
+            "Condition": {"StringLike": {"s3:prefix": [f"{stack}/*"]}},
+        },
+        {
+            "Sid": "ReadData",
+            "Effect": "Allow",
+            "Action": READ_OBJECT,
+            "Resource": [f"{datasets}/*", f"{models}/*", f"{results}/{stack}/*"],
+        },
+        {
+            "Sid": "PublishModels",
+            "Effect": "Allow",
+            "Action": WRITE_OBJECT,
+            "Resource": f"{models}/models/*",
+        },
+        {
+            "Sid": "WriteStackResults",
+            "Effect": "Allow",
+            "Action": [*WRITE_OBJECT, "s3:DeleteObject"],
+            "Resource": f"{results}/{stack}/*",
+        },
+    ]
+
+
+def training_statements(
+    config: StackConfig, account: str, buckets: Mapping[str, str], jobs: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Everything a training instance of this stack may do."""
+    region, stack = config.region, config.stack
+    logs = [
+        f"arn:aws:logs:{region}:{account}:log-group:{log_group_name(stack, job)}:*" for job in jobs
+    ]
+    statements = data_statements(stack, buckets)
+    if logs:
+        statements.append(
+            {
+                "Sid": "WriteJobLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": logs,
+            }
+        )
+    return [
+        *statements,
+        {
+            "Sid": "ReadManifest",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": f"arn:aws:ssm:{region}:{account}:parameter{manifest_parameter(stack)}",
+        },
+        {
+            "Sid": "PutElapsedMetric",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+        },
+        {
+            "Sid": "TerminateOwnStackInstances",
+            "Effect": "Allow",
+            "Action": "ec2:TerminateInstances",
+            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_STACK}": stack}},
+        },
+    ]
+
+
+def sagemaker_statements(
+    config: StackConfig, account: str, buckets: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The SageMaker execution role: the same data scope, plus its logs and image pulls."""
+    logs = f"arn:aws:logs:{config.region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
+    return [
+        *data_statements(config.stack, buckets),
+        {
+            "Sid": "WriteTrainingLogs",
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            "Resource": [logs, f"{logs}:*"],
+        },
+        {
+            "Sid": "PullImagesToken",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullImages",
+            "Effect": "Allow",
+            "Action": [
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchCheckLayerAvailability",
+            ],
+            "Resource": "arn:aws:ecr:*:*:repository/*",
+        },
+        {
+            "Sid": "PutTrainingMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+        },
+    ]
+
+
+def interface_statements(
+    config: StackConfig, account: str, buckets: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The interface host: read-only on models, datasets and its two SSM parameters."""
+    datasets, models = _bucket(buckets["datasets"]), _bucket(buckets["models"])
+    parameters = [
+        f"arn:aws:ssm:{config.region}:{account}:parameter{name}"
+        for name in (manifest_parameter(config.stack), interface_auth_parameter(config.stack))
+    ]
+    return [
+        {
+            "Sid": "ListData",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": [datasets, models],
+        },
+        {
+            "Sid": "ReadData",
+            "Effect": "Allow",
+            "Action": READ_OBJECT,
+            "Resource": [f"{datasets}/*", f"{models}/*"],
+        },
+        {
+            "Sid": "ReadParameters",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": parameters,
+        },
+    ]
+
+
+class Identity(pulumi.ComponentResource):
+    """The training role + instance profile, the SageMaker role and the interface host role."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        account_id: pulumi.Input[str],
+        buckets: Mapping[str, pulumi.Output[str]],
+        jobs: Sequence[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("stnlp:infra:Identity", name, None, opts)
+        facts = pulumi.Output.all(account_id, pulumi.Output.all(**buckets))
+
+        def policy(build) -> pulumi.Output[str]:
+            return facts.apply(lambda f: _document(build(f[0], f[1])))
+
+        training = self._role(
+            config,
+            "training",
+            "ec2.amazonaws.com",
+            policy(lambda account, names: training_statements(config, account, names, jobs)),
+        )
+        self.training_profile = aws.iam.InstanceProfile(
+            "training-profile",
+            name=iam_name(config.stack, config.region, "training"),
+            role=training.name,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.sagemaker_role = self._role(
+            config,
+            "sagemaker",
+            "sagemaker.amazonaws.com",
+            policy(lambda account, names: sagemaker_statements(config, account, names)),
+        )
+        interface = self._role(
+            config,
+            "interface",
+            "ec2.amazonaws.com",
+            policy(lambda account, names: interface_statements(config, account, names)),
+        )
+        self.interface_profile = aws.iam.InstanceProfile(
+            "interface-profile",
+            name=iam_name(config.stack, config.region, "interface"),
+            role=interface.name,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs(
+            {
+                "training_instance_profile_arn": self.training_profile.arn,
+                "sagemaker_role_arn": self.sagemaker_role.arn,
+            }
+        )
+
+    def _role(
+        self, config: StackConfig, role: str, service: str, policy: pulumi.Output[str]
+    ) -> aws.iam.Role:
+        name = iam_name(config.stack, config.region, role)
+        created = aws.iam.Role(
+            f"{role}-role",
+            name=name,
+            assume_role_policy=assume_role_policy(service),
+            tags={TAG_ROLE: role},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(
+            f"{role}-policy",
+            role=name,
+            policy=policy,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[created]),
+        )
+        return created

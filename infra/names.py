@@ -1,0 +1,58 @@
+"""Names and tags shared by the Pulumi program, the policy rules and the runtime.
+
+Everything a launcher or an instance must find by stack name is derived here, in one place.
+"""
+
+from __future__ import annotations
+
+PROJECT = "stranger-things-nlp"
+BUCKET_KINDS = ("datasets", "models", "results")
+
+# Tag keys put on every resource (through the provider) and on launched instances and volumes.
+TAG_STACK = "stnlp:stack"
+TAG_JOB = "stnlp:job"
+TAG_ROLE = "stnlp:role"
+TAG_BUCKET = "stnlp:bucket"
+TAG_MANAGED_BY = "managed-by"
+
+# Custom metric the training user data emits every minute; the overrun alarm watches it.
+METRIC_NAMESPACE = "STNLP"
+METRIC_ELAPSED = "ElapsedMinutes"
+
+# Prefix in the models bucket holding wheels of this package that instances install first.
+PACKAGES_PREFIX = "packages/"
+
+
+def bucket_name(stack: str, kind: str, account_id: str) -> str:
+    """Globally unique bucket name: ``stnlp-<stack>-<kind>-<account id>``."""
+    return f"stnlp-{stack}-{kind}-{account_id}"
+
+
+def manifest_parameter(stack: str) -> str:
+    """The SSM parameter holding the stack manifest (docs/architecture.md)."""
+    return f"/stnlp/{stack}/manifest"
+
+
+def interface_auth_parameter(stack: str) -> str:
+    """The SSM SecureString (``user:password``) the interface host reads for `stnlp serve`."""
+    return f"/stnlp/{stack}/interface-auth"
+
+
+def log_group_name(stack: str, job: str) -> str:
+    """CloudWatch log group of one training job."""
+    return f"/stnlp/{stack}/{job}"
+
+
+def launch_template_name(stack: str, job: str) -> str:
+    """EC2 launch template of one training job."""
+    return f"stnlp-{stack}-{job}"
+
+
+def iam_name(stack: str, region: str, role: str) -> str:
+    """IAM role / instance profile name; IAM is global, so the region is part of it."""
+    return f"stnlp-{stack}-{region}-{role}"
+
+
+def ec2_instance_type(instance_type: str) -> str:
+    """The EC2 type behind a job's instance type (``ml.g5.xlarge`` -> ``g5.xlarge``)."""
+    return instance_type.removeprefix("ml.")

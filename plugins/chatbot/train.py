@@ -1,0 +1,200 @@
+"""The chatbot jobs' entrypoint: LoRA fine-tuning of a character chatbot on packed samples.
+
+One screen of loop: pack the character's samples into token-budget micro-batches, size the
+micro-batch for the GPU, then for each step accumulate micro-batches up to ``tokens_per_step``,
+take an AdamW step, log metrics, checkpoint (adapter + optimizer + step) and resume from the
+latest checkpoint when one is there. The adapter, tokenizer and chat template go to
+``ctx.output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from rich.progress import Progress
+
+from plugins.chatbot import artifacts
+from plugins.chatbot.base import TINY, device_and_dtype, load_base
+from plugins.chatbot.data import encode_all, load_split
+from plugins.chatbot.fit import fit_tokens, prepare_allocator
+from plugins.chatbot.loss import causal_lm, loss_sum
+from plugins.chatbot.packing import ATTENTION, collate, pack
+from runtime.logs import event
+from runtime.training import TrainingContext, TrainingOutcome
+
+log = logging.getLogger(__name__)
+
+
+def lora(model, params: dict):
+    """Wrap ``model`` with a LoRA adapter (all linear layers unless ``target_modules`` says)."""
+    config = LoraConfig(
+        r=int(params["lora_r"]),
+        lora_alpha=int(params["lora_alpha"]),
+        target_modules=params["target_modules"],
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def compile_layers(model, mode: str | None = None) -> None:
+    """Compile each decoder layer (one graph, reused by every layer): fused norms, SwiGLU, LoRA."""
+    for layer in causal_lm(model).model.layers:
+        layer.compile(mode=mode)
+
+
+def optimizer_step(model, optimizer, micro_batches: list[dict]) -> tuple[float, int]:
+    """Accumulate gradients over ``micro_batches`` (mean over all their targets), then step."""
+    targets = sum(int((b["targets"] != -100).sum()) for b in micro_batches)
+    total = 0.0
+    for batch in micro_batches:
+        loss, _ = loss_sum(model, batch)
+        (loss / max(targets, 1)).backward()
+        total += loss.item()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / max(targets, 1), sum(b["input_ids"].numel() for b in micro_batches)
+
+
+@torch.no_grad()
+def held_out_loss(model, samples, budget: int, device, max_length: int | None = None) -> float:
+    """Mean loss per target token over ``samples`` (nan when there are none)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in pack(samples, budget):
+        loss, n = loss_sum(model, collate(batch, device, max_length))
+        total, count = total + loss.item(), count + n
+    model.train()
+    return total / count if count else float("nan")
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("step-*.pt"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(folder: Path, model, optimizer, step: int) -> None:
+    """Write ``step-NNNNNNNN.pt`` atomically, then drop older checkpoints."""
+    state = {
+        "adapter": get_peft_model_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+    }
+    target = folder / f"step-{step:08d}.pt"
+    torch.save(state, target.with_suffix(".tmp"))
+    target.with_suffix(".tmp").replace(target)
+    for old in folder.glob("step-*.pt"):
+        if old != target:
+            old.unlink()
+
+
+def restore_checkpoint(folder: Path, model, optimizer) -> int:
+    """Load the latest checkpoint into ``model`` and ``optimizer``; the step to resume at."""
+    latest = _latest_checkpoint(folder)
+    if latest is None:
+        return 0
+    state = torch.load(latest, map_location="cpu", weights_only=True)
+    set_peft_model_state_dict(model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    event(log, "resumed from checkpoint", path=str(latest), step=state["step"])
+    return int(state["step"])
+
+
+def train(ctx: TrainingContext) -> TrainingOutcome:
+    """Fine-tune the character chatbot described by ``ctx.hyperparameters``."""
+    p = ctx.hyperparameters
+    device, dtype = device_and_dtype()
+    prepare_allocator()
+    torch.manual_seed(int(p["seed"]))
+    split = load_split(
+        ctx.dataset("transcripts"),
+        ctx.dataset("characters"),
+        p["character"],
+        int(p["context_lines"]),
+        float(p["held_out_fraction"]),
+        int(p["min_lines"]),
+    )
+    texts = [m["content"] for t in split.train for m in t.messages] + [t.reply for t in split.train]
+    base, tokenizer = load_base(p["base_model"], p["family"], texts, dtype, ATTENTION, p["seed"])
+    if p["base_model"] == TINY:
+        artifacts.save_tiny_base(ctx.output_dir, base)
+    model = lora(base.to(device), p)
+    model.train()
+    if device.type == "cuda" and p["compile"]:
+        compile_layers(model)
+    # a compiled model sees one longest-sample value, so it does not recompile per batch
+    fixed = int(p["max_sample_tokens"]) if device.type == "cuda" and p["compile"] else None
+    train_samples = encode_all(tokenizer, split.train, int(p["max_sample_tokens"]))
+    held_samples = encode_all(tokenizer, split.held_out, int(p["max_sample_tokens"]))
+    optimizer = torch.optim.AdamW(
+        [q for q in model.parameters() if q.requires_grad],
+        lr=float(p["learning_rate"]),
+        weight_decay=0.0,
+    )
+
+    def probe(batch):
+        loss_sum(model, batch)[0].backward()
+
+    fit = fit_tokens(model, probe, int(p["tokens_per_step"]), device)
+    micro = pack(train_samples, fit.tokens)
+    accumulate = max(1, int(p["tokens_per_step"]) // fit.tokens)
+    per_epoch = math.ceil(len(micro) / accumulate)
+    total_steps = per_epoch * int(p["epochs"])
+    if int(p["max_steps"]) > 0:
+        total_steps = min(total_steps, int(p["max_steps"]))
+    step = restore_checkpoint(ctx.checkpoint_dir, model, optimizer)
+    event(
+        log,
+        "training",
+        character=split.character,
+        samples=len(train_samples),
+        micro_tokens=fit.tokens,
+        checkpointing=fit.checkpointing,
+        steps=total_steps,
+        start=step,
+    )
+    train_loss, rate = float("nan"), 0.0
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("training", total=total_steps, completed=step)
+        while step < total_steps:
+            epoch, index = divmod(step, per_epoch)
+            order = list(range(len(micro)))
+            random.Random(int(p["seed"]) + epoch).shuffle(order)
+            chosen = order[index * accumulate : (index + 1) * accumulate]
+            started = time.perf_counter()
+            train_loss, tokens = optimizer_step(
+                model, optimizer, [collate(micro[i], device, fixed) for i in chosen]
+            )
+            rate = tokens / (time.perf_counter() - started)
+            step += 1
+            ctx.log_metrics(step=step, train_loss=train_loss, tokens_per_s=rate)
+            if step % int(p["checkpoint_every"]) == 0 or step == total_steps:
+                save_checkpoint(ctx.checkpoint_dir, model, optimizer, step)
+            progress.update(bar, completed=step)
+    held = held_out_loss(model, held_samples, fit.tokens, device, fixed)
+    metrics = {
+        "train_loss": train_loss,
+        "held_out_loss": held,
+        "held_out_perplexity": math.exp(min(held, 50.0)),
+        "tokens_per_s": rate,
+        "steps": step,
+        "tokens_per_micro_batch": fit.tokens,
+        "gradient_checkpointing": fit.checkpointing,
+        "character": split.character,
+    }
+    ctx.log_metrics(step=step, **metrics)
+    info = artifacts.ChatbotInfo(
+        family=p["family"],
+        base_model=p["base_model"],
+        character=split.character,
+        system_prompt=split.train[0].messages[0]["content"],
+        max_context=int(p["max_context"]),
+    )
+    artifacts.save(ctx.output_dir, model, tokenizer, info)
+    return TrainingOutcome(metrics=metrics, base_model=p["base_model"])

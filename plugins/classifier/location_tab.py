@@ -1,0 +1,137 @@
+"""The "Location classifier" tab: a text in, the top location types with probabilities out.
+
+Model source, in order: the latest published ``classifier-location`` from the registry; a hub
+classifier configured as ``models.classifier-location`` when it is in the local Hugging Face
+cache and has location labels; else the offline fallback, a nearest-centroid classifier over
+MiniLM embeddings of the sample locations. The tab says which one is live and shows its
+held-out metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from plugins.classifier.encoder import shared_encoder
+from plugins.classifier.labels import examples_from_locations
+from plugins.classifier.location_centroid import fit_with_holdout
+from plugins.classifier.location_model import LocationClassifier
+from runtime import logs
+from runtime.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COMPONENT = MODEL = "classifier-location"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+FALLBACK = "offline fallback: nearest centroid over all-MiniLM-L6-v2 embeddings of the sample"
+_DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+@dataclass(frozen=True)
+class LocationSource:
+    """The live classifier (anything with ``predict`` and ``metrics``) and where it comes from."""
+
+    classifier: object
+    description: str
+
+
+def _registry_model(settings):
+    from runtime.registry import fetch_latest
+
+    return fetch_latest(settings, MODEL)
+
+
+def _hub_classifier(settings) -> LocationClassifier | None:
+    """The configured hub classifier if it loads offline and carries real labels."""
+    model_id = settings.models.get(COMPONENT)
+    if not model_id:
+        return None
+    try:
+        classifier = LocationClassifier.load(model_id)
+    except UserError as exc:
+        logs.event(log, "hub location model unavailable", logging.INFO, reason=str(exc))
+        return None
+    if any(_DEFAULT_LABEL.match(label) for label in classifier.labels):
+        logs.event(log, "hub model has no location labels", logging.WARNING, model=model_id)
+        return None
+    return classifier
+
+
+def load_source(settings, sample_dir: Path | None = None) -> LocationSource:
+    """The live location classifier: registry, else configured hub model, else the fallback."""
+    model = _registry_model(settings)
+    if model is not None:
+        try:
+            classifier = LocationClassifier.load(model.path)
+            return LocationSource(classifier, f"registry: {MODEL} {model.version}")
+        except UserError as exc:
+            logs.event(log, "registry model unreadable", logging.WARNING, reason=str(exc))
+    hub = _hub_classifier(settings)
+    if hub is not None:
+        return LocationSource(hub, f"hub model {settings.models[COMPONENT]}")
+    from runtime.data import load_locations
+
+    folder = (sample_dir or SAMPLE_DIR) / "locations"
+    examples = examples_from_locations(load_locations(folder).records)
+    return LocationSource(fit_with_holdout(shared_encoder(), examples), f"{FALLBACK} ({folder})")
+
+
+def model_source(app) -> str:
+    """Which source the tab uses (the hub model is named when configured)."""
+    model = _registry_model(app.settings)
+    if model is not None:
+        return f"registry: {MODEL} {model.version}"
+    if app.settings.models.get(COMPONENT):
+        return f"hub model {app.settings.models[COMPONENT]} if cached locally, else {FALLBACK}"
+    return FALLBACK
+
+
+def metrics_views(metrics: dict) -> tuple[str, pd.DataFrame]:
+    """Held-out metrics as a markdown line and the confusion matrix as a table."""
+    if not metrics:
+        return "No held-out metrics recorded for this model.", pd.DataFrame()
+    line = (
+        f"Held-out accuracy **{metrics['accuracy']:.2f}**, macro-F1 **{metrics['macro_f1']:.2f}** "
+        f"on {metrics['test_examples']} examples."
+    )
+    confusion = metrics["confusion_matrix"]
+    table = pd.DataFrame(confusion["matrix"], columns=confusion["labels"])
+    table.insert(0, "true \\ predicted", confusion["labels"])
+    return line, table
+
+
+def classify(source: LocationSource, text: str) -> dict[str, float]:
+    """Probabilities per location type for ``text`` (a gradio error when it is empty)."""
+    if not text or not text.strip():
+        raise gr.Error("Enter a location name and description.")
+    return source.classifier.predict(text.strip())
+
+
+def build_tab(app) -> None:
+    """Create the tab's components inside the open ``gr.Tab``."""
+    source = load_source(app.settings)
+    summary, confusion = metrics_views(source.classifier.metrics)
+    gr.Markdown(f"**Model source:** {source.description}")
+    with gr.Row():
+        with gr.Column():
+            text = gr.Textbox(
+                label="Location name and description",
+                placeholder="Hawkins Lab. A fenced government facility with long corridors.",
+                lines=3,
+            )
+            button = gr.Button("Classify", variant="primary")
+            label = gr.Label(label="Location type", num_top_classes=5)
+        with gr.Column():
+            gr.Markdown(summary)
+            gr.Dataframe(confusion, label="Held-out confusion matrix", interactive=False)
+
+    def predict(value):
+        return classify(source, value)
+
+    button.click(predict, text, label)
+    text.submit(predict, text, label)

@@ -1,0 +1,77 @@
+"""Job ``classifier-theme``: score a whole subtitle corpus against a theme list.
+
+A batch job, not a training one: it reads the ``subtitles`` dataset, scores every sentence
+once, and publishes the scores (``themes.json`` for the tab, ``per_episode.csv`` and
+``per_window.csv`` for people) as a version of the ``classifier-theme`` model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from plugins.classifier.defaults import NLI_MODEL_ID, THEME_DEFAULTS
+from plugins.classifier.encoder import shared_encoder
+from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from plugins.classifier.theme_scores import corpus_hash, score_corpus
+from plugins.classifier.themes import Episode, episodes_from_captions, parse_themes
+from runtime.errors import UserError
+from runtime.logs import event
+from runtime.training import TrainingContext, TrainingOutcome
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "themes.json"
+
+
+def make_scorer(method: str, tau: float = 0.05, nli_model: str = NLI_MODEL_ID):
+    """The scorer for ``method`` (``embedding`` or ``nli``)."""
+    if method == "embedding":
+        return EmbeddingThemeScorer(shared_encoder(), tau=tau)
+    if method == "nli":
+        return NliThemeScorer.from_hub(nli_model)
+    raise UserError(f"theme method must be 'embedding' or 'nli', got {method!r}")
+
+
+def _truncate(episodes: list[Episode], limit: int) -> list[Episode]:
+    if limit <= 0:
+        return episodes
+    return [Episode(e.key, e.sentences[:limit]) for e in episodes]
+
+
+def run(ctx: TrainingContext) -> TrainingOutcome:
+    """Entrypoint of ``classifier-theme``: score the corpus, write the scores as artifacts."""
+    from runtime.data import load_subtitles
+
+    params = {**THEME_DEFAULTS, **ctx.hyperparameters}
+    themes = parse_themes(params["themes"])
+    source = ctx.dataset("subtitles")
+    episodes = episodes_from_captions(load_subtitles(source).records, str(source))
+    episodes = _truncate(episodes, int(params["max_sentences_per_episode"]))
+    scorer = make_scorer(params["method"], float(params["tau"]), params["nli_model"])
+    started = time.perf_counter()
+    result = score_corpus(episodes, themes, scorer, int(params["window"]))
+    seconds = time.perf_counter() - started
+    sentences = sum(len(e.sentences) for e in episodes)
+    payload = {
+        **json.loads(result.to_json()),
+        "corpus_hash": corpus_hash(episodes),
+        "window": int(params["window"]),
+    }
+    (ctx.output_dir / RESULT_FILE).write_text(json.dumps(payload), encoding="utf-8")
+    result.per_episode.to_csv(ctx.output_dir / "per_episode.csv")
+    result.per_window.to_csv(ctx.output_dir / "per_window.csv", index=False)
+    overall = result.overall
+    metrics = {
+        "episodes": len(episodes),
+        "sentences": sentences,
+        "seconds": round(seconds, 2),
+        "sentences_per_second": round(sentences / seconds, 1),
+        "top_theme": str(overall.idxmax()),
+        "overall": {t: round(float(v), 4) for t, v in overall.items()},
+    }
+    ctx.log_metrics(step=1, **metrics)
+    event(log, "themes scored", sentences=sentences, top=metrics["top_theme"])
+    base = params["nli_model"] if params["method"] == "nli" else "all-MiniLM-L6-v2 (packaged)"
+    return TrainingOutcome(metrics=metrics, base_model=base)

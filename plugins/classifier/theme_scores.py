@@ -1,0 +1,144 @@
+"""Theme scores of a corpus per episode and per window of sentences, and their on-disk cache.
+
+An episode's (or a window's) score for a theme is the mean of its sentences' scores. Results are
+cached by a key made of the corpus hash, the theme list with descriptions, the method and the
+window size, so the same question is answered once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import Progress
+
+from plugins.classifier.themes import Episode, theme_descriptions
+from runtime.errors import UserError
+
+
+@dataclass
+class ThemeResult:
+    """Scores per episode (rows ``S01E01``...) and per window, plus the overall mean."""
+
+    themes: list[str]
+    method: str
+    per_episode: pd.DataFrame  # index: episode; columns: "sentences", then one per theme
+    per_window: pd.DataFrame  # columns: episode, window, first, last, then one per theme
+
+    @property
+    def overall(self) -> pd.Series:
+        """Each theme's mean score over every sentence of the corpus."""
+        weights = self.per_episode["sentences"]
+        return (self.per_episode[self.themes].mul(weights, axis=0)).sum() / weights.sum()
+
+    def to_json(self) -> str:
+        """Serialise (for the cache and the theme job's artifact)."""
+        return json.dumps(
+            {
+                "themes": self.themes,
+                "method": self.method,
+                "per_episode": self.per_episode.to_json(orient="split", double_precision=15),
+                "per_window": self.per_window.to_json(
+                    orient="split", index=False, double_precision=15
+                ),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ThemeResult:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        per_episode = pd.read_json(StringIO(data["per_episode"]), orient="split")
+        per_window = pd.read_json(StringIO(data["per_window"]), orient="split")
+        per_episode.index.name = "episode"
+        return cls(data["themes"], data["method"], per_episode, per_window)
+
+
+def corpus_hash(episodes: Sequence[Episode]) -> str:
+    """sha256 over the episodes' keys and sentences."""
+    digest = hashlib.sha256()
+    for episode in episodes:
+        digest.update(episode.key.encode())
+        for sentence in episode.sentences:
+            digest.update(b"\x00" + sentence.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()
+
+
+def score_corpus(episodes: Sequence[Episode], themes: Sequence[str], scorer, window: int = 20):
+    """Score every sentence once (one scorer call for the corpus), then aggregate.
+
+    ``window`` is the number of consecutive sentences per window (the last one may be shorter).
+    """
+    if window < 1:
+        raise UserError(f"window must be at least 1 sentence, got {window}")
+    themes = list(themes)
+    sentences = [s for e in episodes for s in e.sentences]
+    with Progress(transient=True) as progress:
+        task = progress.add_task("scoring sentences", total=len(sentences))
+        scores = scorer.score(sentences, themes, lambda n: progress.advance(task, n))
+    frame = pd.DataFrame(scores.double().numpy(), columns=themes)
+    episode_rows, window_rows, start = [], [], 0
+    for episode in episodes:
+        part = frame.iloc[start : start + len(episode.sentences)]
+        start += len(episode.sentences)
+        episode_rows.append({"episode": episode.key, "sentences": len(part), **part.mean()})
+        for w, first in enumerate(range(0, len(part), window)):
+            chunk = part.iloc[first : first + window]
+            window_rows.append(
+                {
+                    "episode": episode.key,
+                    "window": w,
+                    "first": first,
+                    "last": first + len(chunk) - 1,
+                    **chunk.mean(),
+                }
+            )
+    per_episode = pd.DataFrame(episode_rows).set_index("episode")
+    return ThemeResult(themes, scorer.method, per_episode, pd.DataFrame(window_rows))
+
+
+class ThemeCache:
+    """Theme results on disk, one JSON file per (corpus, themes, method, window) key."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(episodes: Sequence[Episode], themes: Sequence[str], method: str, window: int) -> str:
+        """The cache key of one question."""
+        question = {
+            "corpus": corpus_hash(episodes),
+            "themes": list(themes),
+            "descriptions": theme_descriptions(themes),
+            "method": method,
+            "window": window,
+        }
+        return hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> ThemeResult | None:
+        """The cached result for ``key``, or ``None``."""
+        path = self.folder / f"{key}.json"
+        return ThemeResult.from_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def put(self, key: str, result: ThemeResult) -> None:
+        """Store ``result`` under ``key`` (written atomically)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f"{key}.tmp"
+        tmp.write_text(result.to_json(), encoding="utf-8")
+        tmp.replace(self.folder / f"{key}.json")
+
+    def score(self, episodes, themes, scorer, window: int = 20) -> tuple[ThemeResult, bool]:
+        """``(result, hit)``: the cached result, or a fresh one that is then cached."""
+        key = self.key(episodes, themes, scorer.method, window)
+        cached = self.get(key)
+        if cached is not None:
+            return cached, True
+        result = score_corpus(episodes, themes, scorer, window)
+        self.put(key, result)
+        return result, False

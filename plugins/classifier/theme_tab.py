@@ -1,0 +1,145 @@
+"""The "Themes" tab: pick a corpus and themes, see a bar chart and a per-episode table.
+
+Sources, in order: the scores published by the ``classifier-theme`` job when they answer the
+same question (sample corpus, same themes and window); else the NLI model configured as
+``models.classifier-theme`` when it is in the local Hugging Face cache; else the packaged MiniLM
+by embedding similarity (offline, always works). Live results are cached on disk by corpus hash,
+themes, method and window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from plugins.classifier.encoder import shared_encoder
+from plugins.classifier.theme_job import RESULT_FILE
+from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from plugins.classifier.theme_scores import ThemeCache, ThemeResult, corpus_hash
+from plugins.classifier.themes import DEFAULT_THEMES, Episode, episodes_from_captions, parse_themes
+from runtime import logs
+from runtime.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COMPONENT = MODEL = "classifier-theme"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+SAMPLE, UPLOAD = "Sample corpus", "Upload .srt files"
+EMBEDDING = "all-MiniLM-L6-v2 (packaged) by embedding similarity"
+
+
+def cache_dir() -> Path:
+    """Where live theme results are cached: ``$XDG_CACHE_HOME/stnlp/themes``."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "stnlp" / "themes"
+
+
+def load_corpus(choice: str, files, sample_dir: Path | None = None) -> list[Episode]:
+    """Episodes of the sample corpus or of the uploaded ``.srt`` files."""
+    from runtime.data import load_subtitles
+
+    if choice == SAMPLE:
+        folder = (sample_dir or SAMPLE_DIR) / "subtitles"
+        return episodes_from_captions(load_subtitles(folder).records, str(folder))
+    paths = [Path(f if isinstance(f, str) else f.name) for f in (files or [])]
+    if not paths:
+        raise UserError("no .srt files uploaded")
+    captions = [c for path in paths for c in load_subtitles(path).records]
+    return episodes_from_captions(captions, ", ".join(p.name for p in paths))
+
+
+def pick_themes(chosen: list[str] | None, custom: str | None) -> list[str]:
+    """The checked themes followed by the comma-separated custom ones, validated."""
+    extra = [t for t in (custom or "").split(",") if t.strip()]
+    return parse_themes([*(chosen or []), *extra])
+
+
+def _published(settings, episodes, themes, window) -> tuple[ThemeResult, str] | None:
+    """The job's published scores if they answer exactly this question."""
+    from runtime.registry import fetch_latest
+
+    model = fetch_latest(settings, MODEL)
+    if model is None or not (model.path / RESULT_FILE).exists():
+        return None
+    data = json.loads((model.path / RESULT_FILE).read_text(encoding="utf-8"))
+    question = (data.get("corpus_hash"), data.get("themes"), data.get("window"))
+    if question != (corpus_hash(episodes), list(themes), window):
+        return None
+    result = ThemeResult.from_json(json.dumps(data))
+    return result, f"registry: {MODEL} {model.version} (published scores)"
+
+
+def live_scorer(settings):
+    """The configured NLI model if cached locally, else the embedding scorer; and its name."""
+    model_id = settings.models.get(COMPONENT)
+    if model_id:
+        try:
+            return NliThemeScorer.from_hub(model_id), f"hub model {model_id} (NLI zero-shot)"
+        except UserError as exc:
+            logs.event(log, "NLI model unavailable", logging.INFO, reason=str(exc))
+    return EmbeddingThemeScorer(shared_encoder()), EMBEDDING
+
+
+def theme_scores(settings, episodes, themes, window=20, cache: ThemeCache | None = None):
+    """``(result, source text)``: published scores, else a cached or fresh live result."""
+    published = _published(settings, episodes, themes, window)
+    if published is not None:
+        return published
+    scorer, name = live_scorer(settings)
+    result, hit = (cache or ThemeCache(cache_dir())).score(episodes, themes, scorer, window)
+    return result, f"{name} ({'cached' if hit else 'computed now'})"
+
+
+def views(result: ThemeResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bar chart frame (theme, score) and the per-episode table, rounded."""
+    overall = result.overall
+    bars = pd.DataFrame({"theme": list(overall.index), "score": overall.to_numpy()})
+    table = result.per_episode.round(3).reset_index()
+    return bars, table
+
+
+def model_source(app) -> str:
+    """Which source the tab uses for the sample corpus."""
+    from runtime.registry import fetch_latest
+
+    model = fetch_latest(app.settings, MODEL)
+    configured = app.settings.models.get(COMPONENT)
+    live = f"hub model {configured} if cached locally, else {EMBEDDING}" if configured else None
+    live = live or EMBEDDING
+    if model is not None:
+        return f"registry: {MODEL} {model.version} for its theme list, else {live}"
+    return live
+
+
+def build_tab(app) -> None:
+    """Create the tab's components inside the open ``gr.Tab``."""
+    gr.Markdown(f"**Model source:** {model_source(app)}")
+    with gr.Row():
+        with gr.Column(scale=1):
+            corpus = gr.Radio([SAMPLE, UPLOAD], value=SAMPLE, label="Corpus")
+            files = gr.File(label="Subtitle files", file_count="multiple", file_types=[".srt"])
+            themes = gr.CheckboxGroup(list(DEFAULT_THEMES), value=list(DEFAULT_THEMES))
+            custom = gr.Textbox(label="Custom themes (comma-separated)")
+            window = gr.Slider(5, 100, value=20, step=5, label="Sentences per window")
+            button = gr.Button("Score themes", variant="primary")
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            chart = gr.BarPlot(x="theme", y="score", title="Theme scores", y_lim=[0, None])
+            table = gr.Dataframe(label="Scores per episode", interactive=False)
+
+    def run(choice, uploaded, chosen, extra, size):
+        try:
+            episodes = load_corpus(choice, uploaded)
+            themes = pick_themes(chosen, extra)
+            result, source = theme_scores(app.settings, episodes, themes, int(size))
+        except UserError as exc:
+            raise gr.Error(str(exc)) from exc
+        bars, per_episode = views(result)
+        return f"**Source:** {source}", bars, per_episode
+
+    button.click(run, [corpus, files, themes, custom, window], [status, chart, table])

@@ -1,0 +1,148 @@
+"""The whole network build: captions and characters in, annotated graph and report out.
+
+Used by the batch job, the tab's offline fallback and the benchmark alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plugins.network.corpus import Episode, episodes_from_captions
+from plugins.network.graph import add_episode, annotate
+from plugins.network.names import CharacterIndex
+from plugins.network.ner import DEFAULT_MODEL, load_ner, persons_per_sentence
+from runtime import logs
+from runtime.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """The build's knobs (the job's hyperparameters)."""
+
+    window: int = 10
+    keep_unknown: bool = False
+    spacy_model: str = DEFAULT_MODEL
+    batch_size: int = 256
+    n_process: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("window", "batch_size", "n_process"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(
+                    f"network-characters: {name} must be a whole number >= 1, got {value!r}"
+                )
+
+
+@dataclass
+class NetworkBuild:
+    """The annotated graph, one summary per episode, the notices and the timing."""
+
+    graph: nx.Graph
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def info(self, params: NetworkParams) -> dict[str, Any]:
+        """Parameters, episodes and notices: the non-graph part of the JSON export."""
+        return {
+            "params": params.__dict__,
+            "episodes": self.episodes,
+            "notices": self.notices,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """Numbers for the run record and the model manifest."""
+        sentences = sum(e["sentences"] for e in self.episodes)
+        return {
+            "characters": self.graph.number_of_nodes(),
+            "edges": self.graph.number_of_edges(),
+            "communities": len({c for _, c in self.graph.nodes(data="community")}),
+            "episodes": len(self.episodes),
+            "sentences": sentences,
+            "empty_episodes": sum(1 for e in self.episodes if e["characters"] == 0),
+            "notices": list(self.notices),
+            "seconds": round(self.seconds, 3),
+            "sentences_per_second": round(sentences / self.seconds, 1) if self.seconds else None,
+        }
+
+
+def build_network(
+    captions: Iterable,
+    characters: Iterable,
+    params: NetworkParams = NetworkParams(),
+    source: str = "characters",
+    progress: bool | None = None,
+) -> NetworkBuild:
+    """NER over every episode's sentences, co-occurrence in the window, the annotated graph.
+
+    ``captions`` are ``runtime.data.Caption`` records, ``characters`` ``Character`` records
+    (``source`` names their file in errors). An episode naming no character adds nothing to
+    the graph and a notice to the result. ``progress`` shows a bar (default: on a terminal).
+    """
+    started = time.perf_counter()
+    index = CharacterIndex.from_names((c.name for c in characters), source)
+    episodes = episodes_from_captions(captions)
+    nlp = load_ner(params.spacy_model, index)
+    build = NetworkBuild(nx.Graph())
+    total = sum(len(e.sentences) for e in episodes)
+    show = sys.stderr.isatty() if progress is None else progress
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not show, transient=True) as bar:
+        task = bar.add_task("NER over sentences", total=total)
+        names = persons_per_sentence(
+            nlp,
+            [s for episode in episodes for s in episode.sentences],
+            index,
+            params.keep_unknown,
+            params.batch_size,
+            params.n_process,
+            on_progress=lambda n: bar.advance(task, n),
+        )
+    start = 0
+    for episode in episodes:
+        end = start + len(episode.sentences)
+        _record_episode(build, episode, names[start:end], params.window)
+        start = end
+    annotate(build.graph, params.seed)
+    build.seconds = time.perf_counter() - started
+    logs.event(log, "network built", **{k: v for k, v in build.metrics().items() if k != "notices"})
+    return build
+
+
+def _record_episode(
+    build: NetworkBuild, episode: Episode, names: list[frozenset[str]], window: int
+) -> None:
+    pairs = add_episode(build.graph, episode.season, names, window)
+    found = set().union(*names) if names else set()
+    build.episodes.append(
+        {
+            "episode": episode.tag,
+            "season": episode.season,
+            "sentences": len(names),
+            "characters": len(found),
+            "pairs": pairs,
+        }
+    )
+    if not found:
+        notice = (
+            f"{episode.tag}: no character named in {len(names)} sentence(s); its graph is empty"
+        )
+        build.notices.append(notice)
+        logs.event(log, "empty episode", logging.WARNING, episode=episode.tag, sentences=len(names))

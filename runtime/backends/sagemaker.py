@@ -1,0 +1,228 @@
+"""The SageMaker backend: a training job running the same bootstrap and entrypoint as EC2.
+
+``train_sagemaker`` checks the stopping condition (``MaxWaitTimeInSeconds`` must be at least
+``MaxRuntimeInSeconds`` for managed spot) before anything is created, takes the job lock,
+creates the run record, uploads the runtime's source tarball and calls ``CreateTrainingJob``:
+the container unpacks the source from its ``code`` channel and runs
+``python -m runtime.bootstrap --platform sagemaker``, which drives the same state machine as
+on EC2 and publishes to the same registry. Managed spot keeps ``/opt/ml/checkpoints`` in the
+run's ``checkpoints/`` S3 prefix, so a restarted container resumes from it.
+
+:func:`mirror_status` copies the job's status into the run record and ends runs whose
+container stopped without recording an end (failed, stopped, or never started).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from infra.names import TAG_JOB, TAG_STACK
+from plugins.spec import JobSpec
+from runtime import logs
+from runtime.backends.ec2 import TAG_RUN
+from runtime.backends.source import build_source_tarball, source_key
+from runtime.errors import UserError
+from runtime.manifest import load_manifest
+from runtime.runs import Run, load_run, run_prefix
+from runtime.settings import Settings
+from runtime.store import Stores, open_stores, s3_client
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+DEFAULT_IMAGE = (
+    "763104351884.dkr.ecr.{region}.amazonaws.com/"
+    "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+)
+ENTRY_SCRIPT = (
+    "set -euo pipefail; mkdir -p /opt/ml/code; "
+    "tar xzf /opt/ml/input/data/code/source.tar.gz -C /opt/ml/code; "
+    'cd /opt/ml/code; exec python -m runtime.bootstrap "$@"'
+)
+ENDED = ("Completed", "Failed", "Stopped")
+
+
+def stopping_condition(spec: JobSpec, spot: bool, max_wait_seconds: int | None) -> dict[str, int]:
+    """``MaxRuntimeInSeconds`` (and ``MaxWaitTimeInSeconds`` for spot), checked.
+
+    Spot waits default to twice the runtime; a wait shorter than the runtime is a UserError.
+    """
+    runtime = spec.max_runtime_minutes * 60
+    condition = {"MaxRuntimeInSeconds": runtime}
+    if not spot:
+        if max_wait_seconds is not None:
+            raise UserError("--max-wait only applies to managed spot training")
+        return condition
+    wait = 2 * runtime if max_wait_seconds is None else int(max_wait_seconds)
+    if wait < runtime:
+        raise UserError(
+            f"job {spec.name!r}: MaxWaitTimeInSeconds ({wait}) must be at least "
+            f"MaxRuntimeInSeconds ({runtime}) for managed spot training"
+        )
+    condition["MaxWaitTimeInSeconds"] = wait
+    return condition
+
+
+def job_name(run_id: str) -> str:
+    """The SageMaker training job name of a run (at most 63 characters)."""
+    return f"stnlp-{run_id}"[:63].rstrip("-")
+
+
+def training_job_request(
+    spec: JobSpec,
+    manifest: dict[str, Any],
+    stack: str,
+    run_id: str,
+    *,
+    spot: bool,
+    max_wait_seconds: int | None = None,
+    image: str | None = None,
+) -> dict[str, Any]:
+    """The ``create_training_job`` arguments for one run of ``spec``."""
+    stopping = stopping_condition(spec, spot, max_wait_seconds)
+    role = manifest.get("sagemaker_role_arn")
+    if not role:
+        raise UserError(f"stack {stack!r} manifest has no sagemaker_role_arn; run `pulumi up`")
+    region = manifest["region"]
+    results = manifest["buckets"]["results"]
+    prefix = run_prefix(stack, run_id)
+    instance_type = spec.instance_type
+    if not instance_type.startswith("ml."):
+        instance_type = f"ml.{instance_type}"
+    tags = {TAG_STACK: stack, TAG_JOB: spec.name, TAG_RUN: run_id}
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name(run_id),
+        "RoleArn": role,
+        "AlgorithmSpecification": {
+            "TrainingImage": image or DEFAULT_IMAGE.format(region=region),
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["bash", "-c", ENTRY_SCRIPT, "stnlp-bootstrap"],
+            "ContainerArguments": ["--stack", stack, "--job", spec.name, "--run-id", run_id,
+                                   "--platform", "sagemaker"],
+        },
+        "InputDataConfig": [{
+            "ChannelName": "code",
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{results}/{source_key(stack, run_id)}",
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+            "InputMode": "File",
+        }],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{results}/{prefix}/sagemaker"},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1,
+                           "VolumeSizeInGB": spec.root_volume_gb},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": spot,
+        "CheckpointConfig": {"S3Uri": f"s3://{results}/{prefix}/checkpoints/",
+                             "LocalPath": CHECKPOINT_PATH},
+        "Environment": {
+            "STNLP_STORE": "s3", "STNLP_STACK": stack, "STNLP_REGION": region,
+            "STNLP_WORKDIR": "/opt/ml/stnlp", "STNLP_CHECKPOINT_DIR": CHECKPOINT_PATH,
+        },
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+    }  # fmt: skip
+    if manifest.get("subnet_ids") and manifest.get("security_group_id"):
+        request["VpcConfig"] = {"SecurityGroupIds": [manifest["security_group_id"]],
+                                "Subnets": list(manifest["subnet_ids"])}
+    return request
+
+
+def train_sagemaker(
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    stores: Stores | None = None,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    spot: bool | None = None,
+    max_wait_seconds: int | None = None,
+    image: str | None = None,
+    sagemaker: Any = None,
+) -> str:
+    """Start a SageMaker training job for a new run of ``spec``; return the run id at once."""
+    if not settings.uses_s3:
+        raise UserError("the sagemaker backend needs a deployed stack: use --stack NAME")
+    use_spot = spec.spot if spot is None else spot
+    stopping_condition(spec, use_spot, max_wait_seconds)  # fail before anything is created
+    manifest = load_manifest(settings)
+    stores = stores or open_stores(settings)
+    sagemaker = sagemaker or s3_client(settings, "sagemaker")
+    run = Run.start(
+        stores, settings.stack, spec.name, "sagemaker", run_id=run_id,
+        hyperparameters=spec.resolved_hyperparameters(preset, overrides), preset=preset,
+        model=spec.output_model, max_runtime_seconds=spec.max_runtime_minutes * 60,
+        spot=use_spot, instance_type=spec.instance_type, gpu_count=spec.gpu_count,
+    )  # fmt: skip
+    try:
+        stores.results.put(source_key(settings.stack, run.run_id), build_source_tarball())
+        request = training_job_request(spec, manifest, settings.stack, run.run_id,
+                                       spot=use_spot, max_wait_seconds=max_wait_seconds,
+                                       image=image)
+        sagemaker.create_training_job(**request)
+    except Exception as exc:
+        run.fail(f"create_training_job failed: {type(exc).__name__}: {exc}")
+        run.cleanup()
+        raise
+    run.heartbeat(job_id=request["TrainingJobName"])
+    logs.event(log, "training job created", run_id=run.run_id, job=request["TrainingJobName"])
+    return run.run_id
+
+
+def apply_status(run: Run, description: dict[str, Any]) -> str:
+    """Mirror one ``describe_training_job`` answer into the run record; return the status.
+
+    A job still running only updates ``sagemaker_status``. A job that ended while the run is
+    still open means its container could not record the end: ``Stopped`` becomes ``killed``
+    (from training), ``Failed`` and ``Completed`` become ``failed`` unless the run already
+    reached ``results_sync``; then the run is cleaned up.
+    """
+    status = description["TrainingJobStatus"]
+    secondary = description.get("SecondaryStatus")
+    run.reload()
+    if run.state == "cleanup":
+        return status
+    run.heartbeat(sagemaker_status=status, sagemaker_secondary_status=secondary)
+    if status not in ENDED:
+        return status
+    if status == "Stopped":
+        run.fail("SageMaker training job was stopped", killed=True)
+    elif status == "Failed":
+        run.fail(f"SageMaker training job failed: {description.get('FailureReason', '?')}")
+    elif run.state != "results_sync":
+        run.fail(f"SageMaker training job completed but the run stopped in {run.state!r}")
+    run.cleanup()
+    return status
+
+
+def mirror_status(run: Run, sagemaker: Any) -> str:
+    """Read the run's training job and :func:`apply_status` it."""
+    name = run.record.get("job_id")
+    if not name:
+        raise UserError(f"run {run.run_id} has no SageMaker training job")
+    return apply_status(run, sagemaker.describe_training_job(TrainingJobName=name))
+
+
+def kill_sagemaker_run(
+    settings: Settings, stores: Stores, run_id: str, sagemaker: Any = None
+) -> Run:
+    """Stop the run's training job, then record ``killed`` and clean up."""
+    from botocore.exceptions import ClientError
+
+    run = load_run(stores, settings.stack, run_id)
+    if run.state == "cleanup":
+        raise UserError(f"run {run_id} has already ended ({run.record.get('result')})")
+    sagemaker = sagemaker or s3_client(settings, "sagemaker")
+    name = run.record.get("job_id")
+    if name:
+        try:
+            sagemaker.stop_training_job(TrainingJobName=name)
+        except ClientError as exc:  # already ended: nothing left to stop
+            logs.event(log, "stop_training_job refused", logging.WARNING, job=name,
+                       error=str(exc))
+    run.fail("killed by `stnlp runs kill`; training job stopped", killed=True)
+    run.cleanup()
+    return run

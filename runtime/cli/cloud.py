@@ -1,0 +1,152 @@
+"""Cloud runs from the command line: follow, resume and kill runs, sweep a stack's instances.
+
+`stnlp runs wait RUN` follows a run's state and streams its uploaded logs until it ends;
+`stnlp runs resume RUN` relaunches a spot-interrupted EC2 run; `stnlp runs sweep` terminates
+the stack's instances whose run ended or went stale and mirrors SageMaker job statuses.
+:func:`launch` and :func:`kill_cloud_run` are what `stnlp train --backend ec2|sagemaker` and
+`stnlp runs kill` call for cloud runs. ``--stack NAME`` picks a deployed stack (its S3
+buckets, found through its manifest).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from runtime.cli.base import Session, pass_session
+from runtime.cli.runs import runs_group
+from runtime.errors import UserError
+from runtime.runs import STALE_AFTER_SECONDS, list_runs, load_run
+from runtime.settings import Settings
+from runtime.store import Stores, open_stores, s3_client
+
+CLOUD_BACKENDS = ("ec2", "sagemaker")
+
+stack_option = click.option(
+    "--stack", default=None, help="A deployed stack (its S3 buckets); default: the settings."
+)
+
+
+def stack_settings(settings: Settings, stack: str | None) -> Settings:
+    """``settings`` switched to the deployed ``stack``'s S3 buckets when one is named."""
+    return settings if stack is None else settings.with_overrides(store="s3", stack=stack)
+
+
+def follow_run(
+    settings: Settings,
+    stores: Stores,
+    run_id: str,
+    *,
+    poll: float = 5.0,
+    echo: Callable[[str], None] = click.echo,
+    sagemaker: Any = None,
+) -> dict[str, Any]:
+    """Print state changes and new log lines of ``run_id`` until it ends; return the record."""
+    from runtime.backends.sagemaker import mirror_status
+
+    shown_state, offsets = None, {}
+    while True:
+        run = load_run(stores, settings.stack, run_id)
+        if run.record["backend"] == "sagemaker" and run.state != "cleanup":
+            sagemaker = sagemaker or s3_client(settings, "sagemaker")
+            mirror_status(run, sagemaker)
+        record = run.record
+        if record["state"] != shown_state:
+            shown_state = record["state"]
+            echo(f"[{record['updated'][11:19]}] {run_id}: {shown_state}")
+        for key in stores.results.list(f"{run.prefix}/logs/"):
+            text = stores.results.get(key).decode("utf-8", errors="replace")
+            for line in text[offsets.get(key, 0):].splitlines():
+                echo(f"{key.rsplit('/', 1)[1]}: {line}")
+            offsets[key] = len(text)
+        if record["state"] == "cleanup":
+            return record
+        time.sleep(poll)
+
+
+def launch(
+    backend: str, spec, settings: Settings, stores: Stores, *, wait: bool, **kwargs: Any
+) -> dict[str, Any]:
+    """Start ``spec`` on a cloud backend; with ``wait``, follow it to the end. Return the record."""
+    from runtime.backends import get_backend
+
+    run_id = get_backend(backend)(spec, settings, stores=stores, **kwargs)
+    click.echo(f"run {run_id}: launched on {backend} in stack {settings.stack}")
+    if not wait:
+        click.echo(f"follow it with: stnlp runs wait {run_id} --stack {settings.stack}")
+        return load_run(stores, settings.stack, run_id).record
+    record = follow_run(settings, stores, run_id)
+    if record["result"] != "succeeded":
+        raise UserError(f"run {run_id} {record['result']}: {record.get('error')}")
+    return record
+
+
+def kill_cloud_run(settings: Settings, stores: Stores, run_id: str) -> dict[str, Any]:
+    """Kill an EC2 or SageMaker run: terminate its instance or stop its job, record ``killed``."""
+    from runtime.backends.ec2 import kill_ec2_run
+    from runtime.backends.sagemaker import kill_sagemaker_run
+
+    backend = load_run(stores, settings.stack, run_id).record["backend"]
+    kill = {"ec2": kill_ec2_run, "sagemaker": kill_sagemaker_run}.get(backend)
+    if kill is None:
+        raise UserError(f"run {run_id} ran on {backend!r}, not a cloud backend")
+    return kill(settings, stores, run_id).record
+
+
+@runs_group.command("wait")
+@click.argument("run_id")
+@stack_option
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between checks.")
+@pass_session
+def runs_wait(session: Session, run_id: str, stack: str | None, poll: float) -> None:
+    """Follow RUN's state and logs until it ends; fail unless it succeeded."""
+    settings = stack_settings(session.settings, stack)
+    record = follow_run(settings, open_stores(settings), run_id, poll=poll)
+    click.echo(f"run {run_id}: {record['result']}")
+    if record["result"] != "succeeded":
+        raise UserError(f"run {run_id} {record['result']}: {record.get('error')}")
+
+
+@runs_group.command("sweep")
+@stack_option
+@click.option("--stale-after", default=STALE_AFTER_SECONDS, show_default=True,
+              help="Seconds without a heartbeat after which a run counts as dead.")
+@pass_session
+def runs_sweep(session: Session, stack: str | None, stale_after: float) -> None:
+    """Terminate the stack's instances whose run ended or went stale; mirror SageMaker jobs."""
+    from runtime.backends.ec2 import sweep_instances
+    from runtime.backends.sagemaker import mirror_status
+
+    settings = stack_settings(session.settings, stack)
+    if not settings.uses_s3:
+        raise UserError("runs sweep needs a deployed stack: use --stack NAME")
+    stores = open_stores(settings)
+    for swept in sweep_instances(settings, stores, stale_after=stale_after):
+        click.echo(f"terminated {swept['instance_id']} (run {swept['run_id']}): "
+                   f"{swept['reason']}")
+    sagemaker = None
+    for record in list_runs(stores, settings.stack):
+        if record["backend"] == "sagemaker" and record["state"] != "cleanup":
+            sagemaker = sagemaker or s3_client(settings, "sagemaker")
+            status = mirror_status(load_run(stores, settings.stack, record["run_id"]), sagemaker)
+            click.echo(f"run {record['run_id']}: SageMaker job {status}")
+
+
+@runs_group.command("resume")
+@click.argument("run_id")
+@stack_option
+@click.option("--wait", is_flag=True, help="Follow the run until it ends.")
+@pass_session
+def runs_resume(session: Session, run_id: str, stack: str | None, wait: bool) -> None:
+    """Relaunch an EC2 run a spot interruption stopped; it resumes from its checkpoints."""
+    settings = stack_settings(session.settings, stack)
+    stores = open_stores(settings)
+    record = load_run(stores, settings.stack, run_id).record
+    if record["backend"] != "ec2":
+        raise UserError(f"run {run_id} ran on {record['backend']!r}; only ec2 runs are resumed "
+                        "here (SageMaker restarts its spot jobs itself)")
+    launch("ec2", session.registry.job(record["job"]), settings, stores, wait=wait,
+           run_id=run_id)

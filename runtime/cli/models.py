@@ -1,0 +1,63 @@
+"""`stnlp models`: the model registry."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from runtime.cli.base import Session, cli, pass_session
+
+
+def _registry(session: Session):
+    from runtime.registry import ModelRegistry
+    from runtime.store import open_stores
+
+    return ModelRegistry(open_stores(session.settings).models)
+
+
+@cli.group("models")
+def models_group() -> None:
+    """Published models and their versions."""
+
+
+@models_group.command("list")
+@pass_session
+def models_list(session: Session) -> None:
+    """List models with their latest version and version count."""
+    registry = _registry(session)
+    table = Table(title="models")
+    for column in ("model", "latest", "versions"):
+        table.add_column(column)
+    for model in registry.models():
+        table.add_row(model, registry.latest(model) or "-", str(len(registry.versions(model))))
+    Console(width=140).print(table)
+
+
+@models_group.command("show")
+@click.argument("model")
+@click.option("--version", default=None, help="A version (default: the latest).")
+@pass_session
+def models_show(session: Session, model: str, version: str | None) -> None:
+    """Show a version's manifest and the model's versions."""
+    registry = _registry(session)
+    latest = registry.latest(model)
+    version = version or latest
+    if version is None:
+        click.echo(f"model {model}: no published version")
+        return
+    click.echo(json.dumps(registry.manifest(model, version), indent=2))
+    for known in registry.versions(model):
+        click.echo(f"{'*' if known == latest else ' '} {known}")
+
+
+@models_group.command("rollback")
+@click.argument("model")
+@click.argument("version")
+@pass_session
+def models_rollback(session: Session, model: str, version: str) -> None:
+    """Point MODEL's latest at VERSION."""
+    previous = _registry(session).rollback(model, version)
+    click.echo(f"{model}: latest {previous} -> {version}")

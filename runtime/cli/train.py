@@ -1,0 +1,92 @@
+"""`stnlp train`: run a job on a backend and publish its model."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+import click
+
+from runtime.backends import BACKENDS, get_backend
+from runtime.cli.base import Session, cli, pass_session
+from runtime.errors import UserError
+
+
+def parse_overrides(pairs: tuple[str, ...], known: dict[str, Any], job: str) -> dict[str, Any]:
+    """``key=value`` pairs as hyperparameter overrides (values parsed as JSON when they can be)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {pair!r}: expected key=value")
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UserError(f"--set {key}: job {job!r} has no hyperparameter {key!r} ({names})")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so the run is recorded as killed and cleaned up."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command("train")
+@click.argument("job")
+@click.option(
+    "--backend",
+    type=click.Choice(sorted(BACKENDS)),
+    default="local",
+    show_default=True,
+    help="Where to train.",
+)
+@click.option("--preset", default=None, help="A preset of the job (e.g. tiny).")
+@click.option("--stack", default=None, help="A deployed stack to train in (ec2, sagemaker).")
+@click.option("--wait", is_flag=True, help="ec2/sagemaker: follow the run until it ends.")
+@click.option(
+    "--set",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a hyperparameter (repeatable).",
+)
+@pass_session
+def train_command(
+    session: Session,
+    job: str,
+    backend: str,
+    preset: str | None,
+    stack: str | None,
+    wait: bool,
+    pairs: tuple[str, ...],
+) -> None:
+    """Train JOB through the run state machine and publish its model."""
+    from runtime.cli.cloud import CLOUD_BACKENDS, launch, stack_settings
+    from runtime.runs import load_run
+    from runtime.store import open_stores
+
+    spec = session.registry.job(job)
+    overrides = parse_overrides(pairs, dict(spec.hyperparameters), job)
+    settings = stack_settings(session.settings, stack)
+    stores = open_stores(settings)
+    if backend in CLOUD_BACKENDS:
+        launch(backend, spec, settings, stores, wait=wait, preset=preset, overrides=overrides)
+        return
+    _interrupt_on_sigterm()
+    run_id = get_backend(backend)(
+        spec, settings, stores=stores, preset=preset, overrides=overrides
+    )
+    record = load_run(stores, settings.stack, run_id).record
+    click.echo(f"run {run_id}: {record['result']}")
+    if record.get("model_version"):
+        click.echo(f"published {spec.output_model} {record['model_version']}")
+    if record["result"] != "succeeded":
+        raise UserError(f"run {run_id} {record['result']}: {record.get('error')}")

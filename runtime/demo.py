@@ -1,0 +1,146 @@
+"""The one-command local demo: sample data -> tiny models through the local backend -> interface.
+
+No cloud and no network: the datasets go into the local store, every job with a ``tiny`` preset
+trains as a local subprocess and publishes to the local registry. Each trained model is
+fingerprinted from its input files' sha256, its job spec and its preset; the fingerprints live
+in the results store at ``<stack>/demo/fingerprints.json``, so a rerun reuses a model unless its
+data or configuration changed or its version is no longer the registry's latest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from plugins.spec import JobSpec
+from runtime import logs
+from runtime.errors import UserError
+from runtime.settings import Settings
+from runtime.store import NotFoundError, Stores, open_stores, sha256_file
+
+log = logging.getLogger(__name__)
+
+PRESET = "tiny"
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """What the demo did with one job: ``trained``, ``reused`` or ``skipped`` (no tiny preset)."""
+
+    job: str
+    model: str
+    action: str
+    version: str | None
+    fingerprint: str | None
+
+
+def data_fingerprint(data_dir: Path, datasets: tuple[str, ...]) -> dict[str, str]:
+    """``relative path -> sha256`` of every file of ``datasets`` under ``data_dir``."""
+    hashes = {}
+    for name in datasets:
+        folder = data_dir / name
+        if not folder.is_dir():
+            raise UserError(f"{data_dir}: dataset folder {name!r} is missing")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            hashes[path.relative_to(data_dir).as_posix()] = sha256_file(path)
+    return hashes
+
+
+def job_fingerprint(spec: JobSpec, data_dir: Path, preset: str = PRESET) -> str:
+    """sha256 over the job's input files, its spec and its preset's hyperparameters."""
+    material = {
+        "data": data_fingerprint(data_dir, spec.input_datasets),
+        "spec": asdict(spec),
+        "preset": preset,
+        "hyperparameters": spec.resolved_hyperparameters(preset),
+    }
+    text = json.dumps(material, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class FingerprintBook:
+    """The demo's record of which fingerprint produced which model version."""
+
+    def __init__(self, stores: Stores, stack: str):
+        self.store = stores.results
+        self.key = f"{stack}/demo/fingerprints.json"
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """Job name -> ``{"fingerprint", "model", "version"}``."""
+        try:
+            return json.loads(self.store.get(self.key))
+        except NotFoundError:
+            return {}
+
+    def record(self, job: str, entry: dict[str, Any]) -> None:
+        """Store ``entry`` for ``job`` (the demo runs its jobs one after another)."""
+        book = self.read()
+        book[job] = entry
+        self.store.put(self.key, json.dumps(book, indent=1, sort_keys=True).encode())
+
+
+def load_sample(stores: Stores, data_dir: Path) -> list[str]:
+    """Validate ``data_dir`` and upload its datasets to ``raw/<dataset>/`` in the datasets store
+    (unchanged files are skipped); return the dataset names."""
+    from runtime.upload import upload_path
+
+    report = upload_path(data_dir, stores.datasets, progress=False)
+    return sorted({key.split("/")[1] for key in report.uploaded + report.skipped})
+
+
+def _latest(stores: Stores, model: str) -> str | None:
+    from runtime.registry import ModelRegistry
+
+    return ModelRegistry(stores.models).latest(model)
+
+
+def _train(spec: JobSpec, settings: Settings, stores: Stores) -> str:
+    from runtime.backends import get_backend
+    from runtime.runs import load_run
+
+    run_id = get_backend("local")(spec, settings, stores=stores, preset=PRESET, progress=True)
+    record = load_run(stores, settings.stack, run_id).record
+    if record.get("result") != "succeeded":
+        why = record.get("error") or record.get("result")
+        raise UserError(f"demo: job {spec.name!r} did not succeed (run {run_id}): {why}")
+    version = _latest(stores, spec.output_model)
+    if version is None:
+        raise UserError(f"demo: job {spec.name!r} published no {spec.output_model!r} model")
+    return version
+
+
+def train_all(
+    settings: Settings, registry, data_dir: Path = SAMPLE_DATA, retrain: bool = False
+) -> list[DemoJob]:
+    """Load ``data_dir`` into the local store and train (or reuse) every job's tiny model."""
+    if settings.uses_s3:
+        raise UserError("stnlp demo runs on a local store only: unset STNLP_STORE=s3")
+    if not data_dir.is_dir():
+        raise UserError(f"demo data folder {data_dir} does not exist")
+    stores = open_stores(settings)
+    load_sample(stores, data_dir)
+    book = FingerprintBook(stores, settings.stack)
+    done = []
+    for spec in registry.job_specs():
+        if PRESET not in spec.presets:
+            logs.event(log, "no tiny preset, not trained", job=spec.name)
+            done.append(DemoJob(spec.name, spec.output_model, "skipped", None, None))
+            continue
+        fingerprint = job_fingerprint(spec, data_dir)
+        known = book.read().get(spec.name, {})
+        latest = _latest(stores, spec.output_model)
+        unchanged = known.get("fingerprint") == fingerprint and known.get("version") == latest
+        if unchanged and not retrain:
+            logs.event(log, "reusing model", job=spec.name, version=latest)
+            done.append(DemoJob(spec.name, spec.output_model, "reused", latest, fingerprint))
+            continue
+        version = _train(spec, settings, stores)
+        entry = {"fingerprint": fingerprint, "model": spec.output_model, "version": version}
+        book.record(spec.name, entry)
+        done.append(DemoJob(spec.name, spec.output_model, "trained", version, fingerprint))
+    return done

@@ -1,0 +1,128 @@
+"""A deployed stack on moto's server, for the cloud backend tests.
+
+:func:`make_cloud` creates what the Pulumi program would: three buckets, a launch template per
+job (as infra/compute.py builds it: IMDSv2 required, terminate on shutdown, spot market options),
+the stack manifest in SSM, and the transcripts dataset under ``raw/transcripts/``. The example
+plugin is made discoverable through its entry point, as after ``pip install``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plugins.manager import Registry, build_plugin_manager
+from runtime.manifest import parameter_name
+from runtime.settings import Settings
+from runtime.store import S3Store, Stores, s3_client
+from tests.extension import install_example_plugin
+
+REPO = Path(__file__).resolve().parents[1]
+BUILTINS = "chatbot,classifier,network"
+TRANSCRIPT = (
+    "name,line\n"
+    "Mike,\"Okay, party, the dragon is asleep on a pile of gold.\"\n"
+    "Dustin,I check the gold for traps.\n"
+    "Lucas,We should just leave.\n"
+    "Will,I cast a protection spell.\n"
+    "Mike,\"Roll for it, Will.\"\n"
+    "Dustin,Twelve!\n"
+)
+
+
+@dataclass
+class Cloud:
+    """One stack on moto: settings, stores, clients, manifest and the plugin registry."""
+
+    settings: Settings
+    stores: Stores
+    ec2: Any
+    manifest: dict[str, Any]
+    registry: Registry
+    site: Path
+
+    def instance_state(self, instance_id: str) -> str:
+        """The moto instance's state name (``running``, ``terminated``...)."""
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return reservations[0]["Instances"][0]["State"]["Name"]
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        """The stored run record."""
+        key = f"{self.settings.stack}/runs/{run_id}/state.json"
+        return json.loads(self.stores.results.get(key))
+
+    def lock_holder(self, job: str) -> str | None:
+        """The run id holding ``job``'s lock, or None."""
+        key = f"{self.settings.stack}/locks/{job}.json"
+        if not self.stores.results.exists(key):
+            return None
+        return json.loads(self.stores.results.get(key))["run_id"]
+
+    def instance_env(self, workdir: Path, imds_url: str, **extra: str) -> dict[str, str]:
+        """The environment of a sandboxed instance's bootstrap (no example plugin on the path)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STNLP_")}
+        env.update(
+            PYTHONPATH=str(REPO), AWS_REGION=self.settings.region,
+            STNLP_REGION=self.settings.region, STNLP_ENDPOINT_URL=self.settings.endpoint_url,
+            STNLP_WORKDIR=str(workdir), STNLP_IMDS_URL=imds_url, STNLP_SPOT_POLL_SECONDS="0.2",
+            STNLP_HEARTBEAT_SECONDS="0.5", STNLP_PREFLIGHT_MIN_FREE_GB="0.01",
+            STNLP_DISABLED_PLUGINS=BUILTINS, STNLP_LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        env.update(extra)
+        return env
+
+
+def make_cloud(
+    endpoint: str, tmp_path: Path, monkeypatch, disabled: str = BUILTINS
+) -> Cloud:
+    """Create the stack's AWS side on moto and return it (the example plugin installed)."""
+    site = install_example_plugin(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    stack = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        store="s3", stack=stack, region="us-east-1", endpoint_url=endpoint,
+        disabled_plugins=tuple(n for n in disabled.split(",") if n),
+    )  # fmt: skip
+    s3 = s3_client(settings)
+    ec2 = s3_client(settings, "ec2")
+    buckets = {}
+    for kind in ("datasets", "models", "results"):
+        buckets[kind] = f"stnlp-{stack}-{kind}"
+        s3.create_bucket(Bucket=buckets[kind])
+    stores = Stores(*(S3Store(buckets[k], s3) for k in ("datasets", "models", "results")))
+    stores.datasets.put("raw/transcripts/S01E01.csv", TRANSCRIPT.encode())
+    registry = build_plugin_manager(settings)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    templates = {}
+    for spec in registry.job_specs():
+        name = f"stnlp-{stack}-{spec.name}"
+        data = {
+            "ImageId": image,
+            "InstanceType": spec.instance_type.removeprefix("ml."),
+            "IamInstanceProfile": {"Arn": "arn:aws:iam::123456789012:instance-profile/train"},
+            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
+            "InstanceInitiatedShutdownBehavior": "terminate",
+        }
+        if spec.spot:
+            data["InstanceMarketOptions"] = {"MarketType": "spot"}
+        created = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
+        templates[spec.name] = {
+            "id": created["LaunchTemplate"]["LaunchTemplateId"], "name": name,
+        }
+    manifest = {
+        "stack": stack, "region": settings.region, "buckets": buckets,
+        "subnet_ids": ["subnet-1"], "security_group_id": "sg-1",
+        "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/train",
+        "sagemaker_role_arn": "arn:aws:iam::123456789012:role/stnlp-sagemaker",
+        "launch_templates": templates, "log_groups": {}, "plugins": {},
+    }  # fmt: skip
+    s3_client(settings, "ssm").put_parameter(
+        Name=parameter_name(stack), Value=json.dumps(manifest), Type="String"
+    )
+    return Cloud(settings, stores, ec2, manifest, registry, site)

@@ -1,0 +1,78 @@
+"""Packed batches: no attention across samples, shifted targets, budgets respected."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from plugins.chatbot.loss import loss_sum
+from plugins.chatbot.packing import ATTENTION, IGNORE, Sample, collate, model_inputs, pack
+from plugins.chatbot.tiny import tiny_model
+from runtime.errors import UserError
+
+
+def _samples(count: int, vocab: int, seed: int = 3) -> list[Sample]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        length = rng.randint(5, 30)
+        ids = [rng.randrange(vocab) for _ in range(length)]
+        cut = length // 2
+        out.append(Sample(ids, [IGNORE] * cut + ids[cut:]))
+    return out
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen"])
+def test_packed_sample_sees_only_itself(family):
+    model = tiny_model(family, 300, seed=1, attn=ATTENTION).eval()
+    reference = tiny_model(family, 300, seed=1, attn="sdpa").eval()  # same weights, stock SDPA
+    samples = _samples(5, 300)
+    with torch.no_grad():
+        packed = model(**model_inputs(collate(samples))).logits[0]
+        start = 0
+        for sample in samples:
+            alone = reference(input_ids=torch.tensor([sample.input_ids])).logits[0]
+            torch.testing.assert_close(packed[start : start + len(sample)], alone)
+            start += len(sample)
+        mixed = samples[:2] + [Sample([7] * len(samples[2]), samples[2].labels)] + samples[3:]
+        changed = model(**model_inputs(collate(mixed))).logits[0]
+    # changing one sample leaves every other sample's logits untouched
+    end = sum(len(s) for s in samples[:3])
+    torch.testing.assert_close(changed[end:], packed[end:])
+    assert not torch.allclose(changed[:end], packed[:end])
+
+
+def test_packed_loss_equals_the_per_sample_losses():
+    model = tiny_model("llama", 300, seed=2, attn=ATTENTION).eval()
+    reference = tiny_model("llama", 300, seed=2, attn="sdpa").eval()
+    samples = _samples(4, 300, seed=5)
+    with torch.no_grad():
+        total, count = loss_sum(model, collate(samples))
+        expected, expected_count = 0.0, 0
+        for sample in samples:
+            out = reference(
+                input_ids=torch.tensor([sample.input_ids]), labels=torch.tensor([sample.labels])
+            )
+            n = sum(1 for label in sample.labels[1:] if label != IGNORE)
+            expected += out.loss.item() * n
+            expected_count += n
+    assert count == expected_count
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_pack_respects_the_budget_and_keeps_every_sample():
+    samples = _samples(60, 100)
+    batches = pack(samples, 64)
+    assert all(sum(len(s) for s in b) <= 64 for b in batches)
+    assert sorted(id(s) for b in batches for s in b) == sorted(id(s) for s in samples)
+    assert len(batches) <= sum(map(len, samples)) // 64 + 3  # close to no waste
+    batch = collate(batches[0])
+    assert batch["cu_seq_lens_q"].tolist()[-1] == batch["input_ids"].shape[1]
+    assert batch["position_ids"][0, batch["cu_seq_lens_q"][1]].item() == 0
+
+
+def test_sample_longer_than_the_budget_is_named():
+    with pytest.raises(UserError, match="sample of 40 tokens exceeds tokens_per_step=32"):
+        pack([Sample([1] * 40, [1] * 40)], 32)

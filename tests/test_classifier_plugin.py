@@ -1,0 +1,69 @@
+"""The classifier plugin's contributions: components, job specs, and its tabs in a real Blocks."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+import torch
+
+from plugins.classifier import theme_tab
+from plugins.manager import build_plugin_manager
+from runtime.settings import Settings
+from runtime.ui import AppContext
+
+torch.set_num_threads(1)
+
+
+def test_jobs_are_valid_specs_with_tiny_presets():
+    registry = build_plugin_manager(Settings())
+    location = registry.job("classifier-location")
+    theme = registry.job("classifier-theme")
+    assert (location.instance_type, location.gpu_count) == ("g5.xlarge", 1)
+    assert location.input_datasets == ("locations",) and theme.input_datasets == ("subtitles",)
+    assert location.output_model == "classifier-location"
+    assert theme.output_model == "classifier-theme"
+    assert theme.gpu_count == 0
+    assert location.resolved_hyperparameters("tiny")["base_model"] == "tiny"
+    assert theme.resolved_hyperparameters("tiny")["method"] == "embedding"
+    names = [c.name for plugin, c in registry.components if plugin == "classifier"]
+    assert names == ["classifier-location", "classifier-theme"]
+
+
+def test_configured_hub_models_flow_into_the_job_specs():
+    settings = Settings(
+        models={"classifier-location": "distilbert-base-uncased", "classifier-theme": "my/nli"}
+    )
+    registry = build_plugin_manager(settings)
+    assert registry.job("classifier-location").hyperparameters["base_model"] == (
+        "distilbert-base-uncased"
+    )
+    theme = registry.job("classifier-theme").hyperparameters
+    assert (theme["method"], theme["nli_model"]) == ("nli", "my/nli")
+
+
+def test_tabs_build_inside_blocks_and_name_their_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = Settings(store=str(tmp_path / "store"))
+    registry = build_plugin_manager(settings)
+    app = AppContext(settings, registry)
+    tabs = [tab for plugin, tab in registry.tabs if plugin == "classifier"]
+    assert [t.name for t in tabs] == ["locations", "themes"]
+    with gr.Blocks() as blocks:
+        for tab in tabs:
+            with gr.Tab(tab.title):
+                tab.build(app)
+    kinds = {type(block).__name__ for block in blocks.blocks.values()}
+    assert {"Label", "BarPlot", "CheckboxGroup", "File", "Dataframe"} <= kinds
+    assert tabs[0].model_source(app).startswith("offline fallback: nearest centroid")
+    assert "all-MiniLM-L6-v2" in tabs[1].model_source(app)
+    handlers = {f.name: f.fn for f in blocks.fns.values()}
+    probs = handlers["predict"]("Hawkins Middle School, classrooms and a gym")
+    assert len(probs) == 5 and sum(probs.values()) == pytest.approx(1.0)
+    status, bars, table = handlers["run"](theme_tab.SAMPLE, None, ["battle", "love"], "hope", 20)
+    assert "computed now" in status and list(bars["theme"]) == ["battle", "love", "hope"]
+    sample = theme_tab.load_corpus(theme_tab.SAMPLE, None)
+    assert list(table["episode"]) == [e.key for e in sample] and len(sample) >= 2
+    with pytest.raises(gr.Error, match="given twice"):
+        handlers["run"](theme_tab.SAMPLE, None, ["love"], "love", 20)
+    with pytest.raises(gr.Error, match="no .srt files uploaded"):
+        handlers["run"](theme_tab.UPLOAD, None, ["love"], "", 20)

@@ -1,0 +1,90 @@
+"""The sample data set in data/sample: what the plugins need from it, and that it is rebuilt
+exactly from its scenes."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from runtime.data import group_by_episode, load_corpus
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+MAIN = ("Eleven", "Mike", "Dustin", "Lucas", "Will", "Hopper", "Joyce")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(SAMPLE)
+
+
+def test_sample_transcripts(corpus):
+    lines = corpus.transcripts.records
+    episodes = group_by_episode(lines)
+    assert len(episodes) >= 4
+    assert len(lines) >= 800
+    speakers = Counter(line.name for line in lines)
+    assert speakers["Eleven"] >= 120
+    recurring = [
+        name
+        for name in speakers
+        if all(any(x.name == name for x in ep) for ep in episodes.values())
+    ]
+    assert len(recurring) >= 6
+    for name in MAIN:
+        mentions = sum(1 for x in lines if x.name != name and re.search(rf"\b{name}\b", x.line))
+        assert mentions >= 10, f"{name} is named in only {mentions} lines of others"
+    themes = (
+        "friend",
+        "hope",
+        "sacrific|stay on the other side|stand in the door",
+        "battle|fight",
+        "better|stronger|grow",
+        "lie|lied|secret|tricked",
+        "love",
+    )
+    for theme in themes:
+        assert any(re.search(theme, x.line, re.IGNORECASE) for x in lines), theme
+
+
+def test_sample_subtitles_follow_transcripts(corpus):
+    captions = corpus.subtitles.records
+    assert len(captions) >= 780
+    assert corpus.subtitles.skipped >= 2
+    assert sum("malformed" in note for note in corpus.subtitles.notes) == 2
+    for episode in group_by_episode(captions).values():
+        starts = [c.start for c in episode]
+        assert starts == sorted(starts)
+        assert all(c.end > c.start for c in episode)
+    assert not any(re.search(r"[<>{}\[\]♪]", c.text) for c in captions)
+
+
+def test_sample_locations_and_characters(corpus):
+    locations = corpus.locations.records
+    assert len(locations) >= 48
+    types = Counter(location.type for location in locations)
+    assert len(types) >= 4 and min(types.values()) >= 8
+    assert len({location.name for location in locations}) == len(locations)
+    characters = corpus.characters.records
+    assert len(characters) >= 8
+    for character in characters:
+        assert character.description
+        assert {"personality", "speaking_style"} <= set(character.fields)
+
+
+def test_sample_is_rebuilt_exactly_from_scenes(tmp_path):
+    spec = importlib.util.spec_from_file_location("sample_build", SAMPLE / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    shutil.copytree(SAMPLE / "scenes", tmp_path / "scenes")
+    build.build(tmp_path)
+    for folder in ("transcripts", "subtitles"):
+        built = sorted(p.name for p in (tmp_path / folder).iterdir())
+        assert built == sorted(p.name for p in (SAMPLE / folder).iterdir())
+        for name in built:
+            assert (tmp_path / folder / name).read_bytes() == (SAMPLE / folder / name).read_bytes()
+    assert sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file()) < 1_000_000

@@ -1,0 +1,90 @@
+"""`stnlp demo`'s training half: sample data in, tiny models out, reused until something changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from plugins.manager import build_plugin_manager
+from runtime.demo import SAMPLE_DATA, job_fingerprint, train_all
+from runtime.errors import UserError
+from runtime.settings import Settings
+from runtime.ui import AppContext, status_markdown
+from tests.extension import install_example_plugin
+
+# Only the example plugin's job (seconds on a CPU); the built-in jobs have their own tests.
+BUILTINS = ("chatbot", "classifier", "network")
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    """Settings on a fresh local store, the example plugin installed, a copy of the sample."""
+    monkeypatch.syspath_prepend(str(install_example_plugin(tmp_path / "site")))
+    data = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DATA, data)
+    settings = Settings(store=str(tmp_path / "store"), disabled_plugins=BUILTINS)
+    return settings, build_plugin_manager(settings), data
+
+
+def _actions(jobs):
+    return {job.job: (job.action, job.version) for job in jobs}
+
+
+def test_first_run_trains_and_a_rerun_reuses(demo):
+    settings, registry, data = demo
+    first = _actions(train_all(settings, registry, data))
+    action, version = first["example-linefit"]
+    assert action == "trained" and version
+    second = _actions(train_all(settings, registry, data))
+    assert second["example-linefit"] == ("reused", version)
+    assert f"| line-length | example | line-length | {version} |" in status_markdown(
+        AppContext(settings, registry)
+    )
+
+
+def test_changed_data_retrains(demo):
+    settings, registry, data = demo
+    _, version = _actions(train_all(settings, registry, data))["example-linefit"]
+    with (data / "transcripts" / "S01E01.csv").open("a", encoding="utf-8") as handle:
+        handle.write("Eleven,Friends don't lie.\n")
+    action, new_version = _actions(train_all(settings, registry, data))["example-linefit"]
+    assert action == "trained" and new_version != version
+
+
+def test_retrain_flag_and_a_moved_pointer_retrain(demo):
+    settings, registry, data = demo
+    train_all(settings, registry, data)
+    assert _actions(train_all(settings, registry, data, retrain=True))["example-linefit"][0] == (
+        "trained"
+    )
+    from runtime.registry import ModelRegistry
+    from runtime.store import open_stores
+
+    models = ModelRegistry(open_stores(settings).models)
+    versions = models.versions("line-length")
+    models.rollback("line-length", versions[0])
+    assert _actions(train_all(settings, registry, data))["example-linefit"][0] == "trained"
+
+
+def test_fingerprint_follows_data_spec_and_preset(demo):
+    settings, registry, data = demo
+    spec = registry.job("example-linefit")
+    base = job_fingerprint(spec, data)
+    assert job_fingerprint(spec, data) == base
+    assert job_fingerprint(dataclasses.replace(spec, presets={"tiny": {"steps": 6}}), data) != base
+    assert job_fingerprint(dataclasses.replace(spec, max_runtime_minutes=11), data) != base
+    (data / "characters" / "characters.jsonl").write_text("")  # not an input of this job
+    assert job_fingerprint(spec, data) == base
+
+
+def test_bad_inputs_are_one_line_errors(demo, tmp_path):
+    settings, registry, data = demo
+    with pytest.raises(UserError, match="does not exist"):
+        train_all(settings, registry, tmp_path / "nowhere")
+    with pytest.raises(UserError, match="STNLP_STORE=s3"):
+        train_all(settings.with_overrides(store="s3"), registry, data)
+    (data / "locations" / "locations.jsonl").write_text('{"location_name": 3}\n')
+    with pytest.raises(UserError, match="locations.jsonl"):
+        train_all(settings, registry, data)

@@ -1,0 +1,116 @@
+"""User data scripts: valid bash that bootstraps the job and always shuts the instance down."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from infra.userdata import (
+    BOOT_LOG,
+    GRACE_MINUTES,
+    render_interface_user_data,
+    render_user_data,
+)
+from runtime.errors import UserError
+
+
+def _bash_syntax_ok(script: str) -> None:
+    bash = shutil.which("bash")
+    assert bash, "bash is needed to check the scripts"
+    result = subprocess.run([bash, "-n"], input=script, text=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_training_user_data_bootstraps_the_job_and_shuts_down():
+    script = render_user_data("dev", "chatbot-llama", "eu-west-1", max_runtime_minutes=90)
+    _bash_syntax_ok(script)
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    trap = lines.index("trap finish EXIT")
+    run = lines.index(
+        "/opt/stnlp/.venv/bin/python -m runtime.bootstrap --stack dev --job chatbot-llama"
+    )
+    assert trap < run
+    assert f"shutdown -h +{90 + GRACE_MINUTES}" in lines
+    assert "aws ssm get-parameter --name /stnlp/dev/manifest" in script
+    assert '/opt/stnlp/.venv/bin/pip install --quiet "${WHEEL:-stranger-things-nlp}"' in lines
+    assert "--dimensions Stack=dev,Job=chatbot-llama" in script
+    assert "STNLP_REGION=eu-west-1" in script
+
+
+def test_training_user_data_without_a_deadline_schedules_none():
+    script = render_user_data("dev", "job-a", "us-east-1")
+    assert "shutdown -h +" not in script
+
+
+def test_interface_user_data_is_a_restarting_service_with_auth():
+    script = render_interface_user_data("prod", "us-east-1", 7860)
+    _bash_syntax_ok(script)
+    assert "STNLP_AUTH_SSM_PARAMETER=/stnlp/prod/interface-auth" in script
+    assert "get-parameter --with-decryption" not in script  # serve reads it, not the disk
+    assert "ExecStart=/opt/stnlp/.venv/bin/stnlp serve --host 0.0.0.0 --port 7860" in script
+    assert "Restart=on-failure" in script
+    assert "systemctl enable --now stnlp-serve.service" in script
+
+
+@pytest.mark.parametrize(
+    "stack, job, region",
+    [
+        ("dev; rm -rf /", "job", "us-east-1"),
+        ("dev", "job$(id)", "us-east-1"),
+        ("dev", "job", "us east"),
+    ],
+)
+def test_names_that_could_inject_shell_are_refused(stack, job, region):
+    with pytest.raises(UserError, match="user data"):
+        render_user_data(stack, job, region)
+
+
+def test_exit_trap_ships_the_log_to_the_job_log_group_then_shuts_down(tmp_path):
+    """Run the script's exit handling for real, with `aws` and `shutdown` stubbed on PATH."""
+    boot_log = tmp_path / "boot.log"
+    boot_log.write_text("installing\n\nbootstrap failed: no GPU\n")
+    calls, events = tmp_path / "calls.txt", tmp_path / "events.json"
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name, extra in (
+        ("aws", f'case "$*" in *put-log-events*) cp /tmp/stnlp-log-events.json {events};; esac'),
+        ("shutdown", ""),
+    ):
+        stub = stubs / name
+        stub.write_text(f'#!/bin/bash\necho "{name} $*" >> {calls}\n{extra}\n')
+        stub.chmod(0o755)
+    script = render_user_data("dev", "job-a", "us-east-1", max_runtime_minutes=5)
+    head = script.split("exec > >(tee")[0].replace(BOOT_LOG, str(boot_log))
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "PY": sys.executable}
+    result = subprocess.run(
+        ["bash", "-c", head + "false\n"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr
+    made = calls.read_text().splitlines()
+    assert [line.split(" ")[:3] for line in made] == [
+        ["aws", "logs", "create-log-stream"],
+        ["aws", "logs", "put-log-events"],
+        ["shutdown", "-h", "now"],
+    ]
+    assert "--log-group-name /stnlp/dev/job-a" in made[1]
+    messages = [event["message"] for event in json.loads(events.read_text())]
+    assert messages == ["installing", " ", "bootstrap failed: no GPU"]
+
+
+def test_exit_trap_shuts_down_even_when_shipping_the_log_fails(tmp_path):
+    calls = tmp_path / "calls.txt"
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name, status in (("aws", 255), ("shutdown", 0)):
+        stub = stubs / name
+        stub.write_text(f'#!/bin/bash\necho "{name} $*" >> {calls}\nexit {status}\n')
+        stub.chmod(0o755)
+    head = render_user_data("dev", "job-a", "us-east-1").split("exec > >(tee")[0]
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "PY": sys.executable}
+    subprocess.run(["bash", "-c", head + "exit 0\n"], env=env, capture_output=True)
+    assert calls.read_text().splitlines()[-1] == "shutdown -h now"

@@ -1,0 +1,131 @@
+"""The SageMaker backend against moto's server, and its container's bootstrap in a sandbox."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from runtime.backends.sagemaker import apply_status, mirror_status, train_sagemaker
+from runtime.errors import UserError
+from runtime.registry import ModelRegistry
+from runtime.runs import Run, load_run
+from runtime.store import s3_client
+from tests.cloud_stack import Cloud, make_cloud
+
+JOB = "example-linefit"
+
+
+@pytest.fixture
+def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
+    """A stack on moto with the example plugin installed."""
+    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def sagemaker(cloud):
+    """A SageMaker client on moto that records every CreateTrainingJob request it sends."""
+    client = s3_client(cloud.settings, "sagemaker")
+    client.sent = []
+    client.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob",
+        lambda params, **_: client.sent.append(copy.deepcopy(params)),
+    )
+    return client
+
+
+def _start(cloud, sagemaker, **kwargs) -> str:
+    spec = cloud.registry.job(JOB)
+    return train_sagemaker(spec, cloud.settings, stores=cloud.stores, sagemaker=sagemaker,
+                           image="123.dkr.ecr.us-east-1.amazonaws.com/stnlp:1", **kwargs)
+
+
+def test_training_job_request_runs_the_bootstrap_with_managed_spot(cloud, sagemaker):
+    run_id = _start(cloud, sagemaker, preset="tiny")
+    (request,) = sagemaker.sent
+    stack, results = cloud.settings.stack, cloud.manifest["buckets"]["results"]
+    prefix = f"s3://{results}/{stack}/runs/{run_id}"
+    assert request["TrainingJobName"] == f"stnlp-{run_id}"
+    assert request["RoleArn"] == cloud.manifest["sagemaker_role_arn"]
+    algorithm = request["AlgorithmSpecification"]
+    assert algorithm["ContainerEntrypoint"][:2] == ["bash", "-c"]
+    assert "python -m runtime.bootstrap" in algorithm["ContainerEntrypoint"][2]
+    assert algorithm["ContainerArguments"] == ["--stack", stack, "--job", JOB, "--run-id",
+                                               run_id, "--platform", "sagemaker"]
+    (channel,) = request["InputDataConfig"]
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"{prefix}/source.tar.gz"
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600,
+                                            "MaxWaitTimeInSeconds": 1200}
+    assert request["CheckpointConfig"] == {"S3Uri": f"{prefix}/checkpoints/",
+                                           "LocalPath": "/opt/ml/checkpoints"}
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert cloud.stores.results.exists(f"{stack}/runs/{run_id}/source.tar.gz")
+    record = cloud.record(run_id)
+    assert record["backend"] == "sagemaker" and record["job_id"] == request["TrainingJobName"]
+    assert record["hyperparameters"]["steps"] == 5
+    described = sagemaker.describe_training_job(TrainingJobName=record["job_id"])
+    assert described["CheckpointConfig"]["S3Uri"] == f"{prefix}/checkpoints/"
+    assert described["EnableManagedSpotTraining"] is True
+
+
+def test_max_wait_shorter_than_runtime_is_refused_before_the_call(cloud, sagemaker):
+    with pytest.raises(UserError, match=r"MaxWaitTimeInSeconds \(300\) must be at least "
+                                        r"MaxRuntimeInSeconds \(600\)"):
+        _start(cloud, sagemaker, max_wait_seconds=300)
+    assert sagemaker.sent == []
+    assert cloud.lock_holder(JOB) is None
+    assert cloud.stores.results.list(f"{cloud.settings.stack}/runs/") == []
+
+
+def test_container_bootstrap_publishes_and_the_status_is_mirrored(cloud, sagemaker, tmp_path):
+    run_id = _start(cloud, sagemaker, preset="tiny")
+    record = cloud.record(run_id)
+    env = cloud.instance_env(tmp_path / "opt-ml", "http://127.0.0.1:9",  # no IMDS on SageMaker
+                             STNLP_PREFLIGHT_GPUS="0", TRAINING_JOB_NAME=record["job_id"],
+                             STNLP_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.bootstrap", "--stack", cloud.settings.stack, "--job",
+         JOB, "--run-id", run_id, "--platform", "sagemaker"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    run = load_run(cloud.stores, cloud.settings.stack, run_id)
+    assert mirror_status(run, sagemaker) == "Completed"
+    record = cloud.record(run_id)
+    assert (record["state"], record["result"]) == ("cleanup", "succeeded")
+    assert record["instance_id"] == record["job_id"]
+    assert (tmp_path / "checkpoints" / "state.json").is_file()
+    registry = ModelRegistry(cloud.stores.models)
+    assert registry.manifest("line-length", registry.latest("line-length"))["run_id"] == run_id
+    assert cloud.lock_holder(JOB) is None
+
+
+def test_a_job_that_ended_without_its_container_reporting_ends_the_run(cloud, sagemaker):
+    run_id = _start(cloud, sagemaker)  # moto completes the job at once; no container ran
+    run = load_run(cloud.stores, cloud.settings.stack, run_id)
+    assert mirror_status(run, sagemaker) == "Completed"
+    record = cloud.record(run_id)
+    assert (record["state"], record["result"]) == ("cleanup", "failed")
+    assert record["sagemaker_status"] == "Completed"
+    assert "completed but the run stopped in 'initialization'" in record["error"]
+    assert cloud.lock_holder(JOB) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "error"),
+    [("Failed", "failed", "SageMaker training job failed: CUDA out of memory"),
+     ("Stopped", "killed", "SageMaker training job was stopped")],
+)
+def test_failed_and_stopped_jobs_map_to_run_results(cloud, status, result, error):
+    run = Run.start(cloud.stores, cloud.settings.stack, JOB, "sagemaker")
+    run.transition("data_sync")
+    run.transition("training")
+    apply_status(run, {"TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"})
+    assert cloud.record(run.run_id)["sagemaker_secondary_status"] == "Training"
+    apply_status(run, {"TrainingJobStatus": status, "FailureReason": "CUDA out of memory"})
+    record = cloud.record(run.run_id)
+    assert (record["state"], record["result"], record["error"]) == ("cleanup", result, error)
+    assert cloud.lock_holder(JOB) is None

@@ -1,0 +1,241 @@
+"""The interface shell served for real: errors in the page, login, upload limit, file serving."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import urllib.error
+import urllib.request
+import uuid
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from plugins import hookimpl
+from plugins.manager import build_plugin_manager
+from plugins.spec import Component, JobSpec, TabSpec
+from runtime.auth import Credentials
+from runtime.errors import UserError
+from runtime.registry import ModelRegistry
+from runtime.settings import Settings
+from runtime.store import open_stores
+from runtime.ui import (
+    AppContext,
+    ServeOptions,
+    build_app,
+    component_status,
+    guard_callback,
+    launch,
+    status_markdown,
+)
+
+# The shell is tested on its own: the built-in and example plugins have their own tests.
+ISOLATED = ("chatbot", "classifier", "network", "example")
+
+
+class ProbePlugin:
+    """A plugin whose tab exercises every kind of callback and failure."""
+
+    @staticmethod
+    @hookimpl
+    def stnlp_components(settings):
+        """A trained component and one without a job."""
+        return [Component("probe-model", "trained"), Component("probe-rules", "no job")]
+
+    @staticmethod
+    @hookimpl
+    def stnlp_training_jobs(settings):
+        """The job publishing the probe model."""
+        spec = JobSpec("probe-fit", "probe-model", "tests.test_ui:fit", output_model="probe-model")
+        return [spec]
+
+    @staticmethod
+    @hookimpl
+    def stnlp_gradio_tabs(settings):
+        """One working tab and one whose build fails."""
+
+        def build(app):
+            text = gr.Textbox(label="in")
+            out = gr.Textbox(label="out")
+
+            def answer(value: str) -> str:
+                if value == "user":
+                    raise UserError(f"season {value!r} is not in the data")
+                if value == "bug":
+                    raise RuntimeError("secret internal detail")
+                return value.upper()
+
+            def stream(value: str):
+                for i in range(1, len(value) + 1):
+                    yield value[:i]
+                if value == "late":
+                    raise UserError("stream broke after the text")
+
+            gr.Button("go").click(answer, text, out, api_name="answer")
+            gr.Button("stream").click(stream, text, out, api_name="stream")
+
+        def broken(app):
+            raise RuntimeError("cannot build")
+
+        return [
+            TabSpec("probe", "Probe", build, model_source=lambda app: "offline probe"),
+            TabSpec("broken", "Broken", broken, order=200),
+        ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory):
+    settings = Settings(store=str(tmp_path_factory.mktemp("store")), disabled_plugins=ISOLATED)
+    registry = build_plugin_manager(settings, extra=(("probe", ProbePlugin),))
+    return AppContext(settings, registry)
+
+
+@pytest.fixture(scope="module")
+def served(context):
+    blocks = launch(context, ServeOptions(port=_free_port(), max_file_size="1kb"))
+    yield blocks
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def served_with_login(context):
+    creds = Credentials("hopper", "eggos", "test")
+    blocks = launch(context, ServeOptions(port=_free_port(), credentials=creds))
+    yield blocks
+    blocks.close()
+
+
+def _status(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_callbacks_keep_their_kind_and_signature():
+    def plain(a, request: gr.Request):
+        return a
+
+    def gen(a):
+        yield a
+
+    async def coro(a):
+        return a
+
+    async def agen(a):
+        yield a
+
+    import inspect
+
+    assert inspect.signature(guard_callback(plain, "t")) == inspect.signature(plain)
+    assert inspect.isgeneratorfunction(guard_callback(gen, "t"))
+    assert inspect.iscoroutinefunction(guard_callback(coro, "t"))
+    assert inspect.isasyncgenfunction(guard_callback(agen, "t"))
+
+
+def test_header_lists_each_tab_source_and_a_broken_tab_does_not_stop_the_app(context):
+    blocks = build_app(context)
+    markdown = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
+    assert any("**Probe**: offline probe" in text for text in markdown)
+    assert any("could not be built" in text and "`probe`" in text for text in markdown)
+    titles = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
+    assert titles[-1] == "Status" and "Probe" in titles
+
+
+def test_user_error_reaches_the_page_as_its_message(served):
+    client = Client(served.local_url, verbose=False)
+    assert client.predict("dustin", api_name="/answer") == "DUSTIN"
+    with pytest.raises(AppError, match="season 'user' is not in the data"):
+        client.predict("user", api_name="/answer")
+
+
+def test_unexpected_error_shows_a_short_note_not_a_trace(served):
+    client = Client(served.local_url, verbose=False)
+    with pytest.raises(AppError) as info:
+        client.predict("bug", api_name="/answer")
+    message = str(info.value)
+    assert "Probe: something went wrong (RuntimeError)" in message
+    assert "secret internal detail" not in message and "Traceback" not in message
+
+
+def test_streamed_replies_arrive_and_errors_after_them_are_shown(served):
+    client = Client(served.local_url, verbose=False)
+    job = client.submit("will", api_name="/stream")
+    assert job.result() == "will"
+    assert job.outputs() == ["w", "wi", "wil", "will"]
+    with pytest.raises(AppError, match="stream broke after the text"):
+        client.predict("late", api_name="/stream")
+
+
+def test_uploads_above_the_limit_are_refused(served):
+    def upload(size: int) -> int:
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
+            f"Content-Type: text/plain\r\n\r\n"
+        ).encode() + b"x" * size + f"\r\n--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return _status(f"{served.local_url}gradio_api/upload", headers, body)
+
+    assert upload(500) == 200
+    assert upload(5000) == 413
+
+
+def test_only_the_apps_own_files_are_served(served, context, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    stored = context.settings.store + "/models.json"
+    with open(stored, "w") as handle:
+        handle.write("{}")
+    for path in (secret, stored, "/etc/passwd"):
+        assert _status(f"{served.local_url}gradio_api/file={path}") == 403
+
+
+def test_allowed_paths_from_the_environment_are_refused(context, monkeypatch):
+    monkeypatch.setenv("GRADIO_ALLOWED_PATHS", "/")
+    with pytest.raises(UserError, match="GRADIO_ALLOWED_PATHS"):
+        launch(context, ServeOptions(port=_free_port()))
+
+
+def test_non_local_bind_without_login_refuses_to_start(context):
+    with pytest.raises(UserError, match="STNLP_AUTH_USERNAME"):
+        launch(context, ServeOptions(host="0.0.0.0", port=_free_port()))
+
+
+@pytest.mark.parametrize("path", ["", "config", "gradio_api/info", "gradio_api/queue/join"])
+def test_pages_and_api_answer_401_without_login(served_with_login, path):
+    assert _status(served_with_login.local_url + path) == 401
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"hopper:waffles").decode()}
+    assert _status(served_with_login.local_url + path, wrong) == 401
+
+
+def test_login_opens_pages_and_api(served_with_login):
+    good = {"Authorization": "Basic " + base64.b64encode(b"hopper:eggos").decode()}
+    assert _status(served_with_login.local_url, good) == 200
+    assert _status(served_with_login.local_url + "gradio_api/info", good) == 200
+
+
+def test_status_panel_shows_each_component_and_its_latest_model(context, tmp_path):
+    rows = {row.component: row for row in component_status(context)}
+    assert rows["probe-model"].source == "not trained yet"
+    assert rows["probe-rules"].source == "no training job"
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 16)
+    models = ModelRegistry(open_stores(context.settings).models)
+    models.publish("probe-model", tmp_path, base_model="tiny-base", metrics={"accuracy": 0.8125})
+    version = models.publish("probe-model", tmp_path, metrics={"accuracy": 0.90625, "n": 3})
+    row = {row.component: row for row in component_status(context)}["probe-model"]
+    assert row.version == version
+    assert row.source.startswith("registry") and row.metrics == "accuracy=0.9062, n=3"
+    assert row.trained.endswith("UTC")
+    table = status_markdown(context)
+    assert f"| probe-model | probe | probe-model | {version} |" in table
