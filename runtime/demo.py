@@ -18,6 +18,7 @@ from typing import Any
 
 from plugins.spec import JobSpec
 from runtime import logs
+from runtime.data import SAMPLE_DIR
 from runtime.errors import UserError
 from runtime.settings import Settings
 from runtime.store import NotFoundError, Stores, open_stores, sha256_file
@@ -25,7 +26,6 @@ from runtime.store import NotFoundError, Stores, open_stores, sha256_file
 log = logging.getLogger(__name__)
 
 PRESET = "tiny"
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _train(spec: JobSpec, settings: Settings, stores: Stores) -> str:
 
 
 def train_all(
-    settings: Settings, registry, data_dir: Path = SAMPLE_DATA, retrain: bool = False
+    settings: Settings, registry, data_dir: Path = SAMPLE_DIR, retrain: bool = False
 ) -> list[DemoJob]:
     """Load ``data_dir`` into the local store and train (or reuse) every job's tiny model."""
     if settings.uses_s3:

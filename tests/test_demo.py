@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from plugins.manager import build_plugin_manager
-from runtime.demo import SAMPLE_DATA, job_fingerprint, train_all
+from runtime.data import SAMPLE_DIR
+from runtime.demo import job_fingerprint, train_all
 from runtime.errors import UserError
 from runtime.settings import Settings
 from runtime.ui import AppContext, status_markdown
@@ -23,7 +24,7 @@ def demo(tmp_path, monkeypatch):
     """Settings on a fresh local store, the example plugin installed, a copy of the sample."""
     monkeypatch.syspath_prepend(str(install_example_plugin(tmp_path / "site")))
     data = tmp_path / "sample"
-    shutil.copytree(SAMPLE_DATA, data)
+    shutil.copytree(SAMPLE_DIR, data)
     settings = Settings(store=str(tmp_path / "store"), disabled_plugins=BUILTINS)
     return settings, build_plugin_manager(settings), data
 

@@ -32,7 +32,7 @@ def test_pulumi_yaml_declares_every_key_with_type_default_and_description():
 
 
 def test_docs_describe_every_key():
-    text = (ROOT / "docs" / "infrastructure.md").read_text()
+    text = (ROOT / "README.md").read_text()
     missing = [key.name for key in KEYS if f"`{key.name}`" not in text]
     assert missing == []
 

@@ -18,8 +18,7 @@ from plugins.chatbot import artifacts
 from plugins.chatbot.base import device_and_dtype, load_hub
 from plugins.chatbot.data import build_turns, find_character, system_prompt
 from plugins.chatbot.offline import OfflineResponder
-
-SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data" / "sample"
+from runtime.data import SAMPLE_DIR
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def dataset_folder(settings, name: str) -> Path:
         stored = Path(settings.store) / "datasets" / "raw" / name
         if stored.is_dir():
             return stored
-    return SAMPLE_DATA / name
+    return SAMPLE_DIR / name
 
 
 def resolve_source(settings, model_name: str, base_model: str) -> Source:

@@ -22,12 +22,12 @@ from plugins.classifier.labels import examples_from_locations
 from plugins.classifier.location_centroid import fit_with_holdout
 from plugins.classifier.location_model import LocationClassifier
 from runtime import logs
+from runtime.data import SAMPLE_DIR
 from runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
 COMPONENT = MODEL = "classifier-location"
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 FALLBACK = "offline fallback: nearest centroid over all-MiniLM-L6-v2 embeddings of the sample"
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 

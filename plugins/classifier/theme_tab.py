@@ -23,12 +23,12 @@ from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScore
 from plugins.classifier.theme_scores import ThemeCache, ThemeResult, corpus_hash
 from plugins.classifier.themes import DEFAULT_THEMES, Episode, episodes_from_captions, parse_themes
 from runtime import logs
+from runtime.data import SAMPLE_DIR
 from runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
 COMPONENT = MODEL = "classifier-theme"
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 SAMPLE, UPLOAD = "Sample corpus", "Upload .srt files"
 EMBEDDING = "all-MiniLM-L6-v2 (packaged) by embedding similarity"
 

@@ -23,13 +23,12 @@ from plugins.network.pipeline import NetworkParams, build_network
 from plugins.network.plugin import COMPONENT, MODEL
 from plugins.network.render import iframe, network_page
 from runtime import logs
-from runtime.data import load_characters, load_subtitles
+from runtime.data import SAMPLE_DIR, load_characters, load_subtitles
 from runtime.errors import DataError
 from runtime.registry import fetch_latest
 
 log = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 TOP_N_DEFAULT = 25
 TABLE_ROWS = 20
 

@@ -9,14 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime.cli.base import Session, cli, pass_session
-from runtime.demo import SAMPLE_DATA
+from runtime.data import SAMPLE_DIR
 
 
 @cli.command("demo")
 @click.option(
     "--data",
     "data_dir",
-    default=SAMPLE_DATA,
+    default=SAMPLE_DIR,
     show_default=True,
     type=click.Path(path_type=Path),
     help="Dataset folder laid out like data/sample.",

@@ -14,7 +14,8 @@ import pytest
 
 from plugins.manager import build_plugin_manager
 from runtime.auth import Credentials
-from runtime.demo import SAMPLE_DATA, train_all
+from runtime.data import SAMPLE_DIR
+from runtime.demo import train_all
 from runtime.settings import Settings
 from runtime.ui import AppContext, ServeOptions, launch
 from tests.extension import install_example_plugin
@@ -50,7 +51,7 @@ def context(tmp_path_factory):
         mp.syspath_prepend(str(site))
         settings = Settings(store=str(tmp_path_factory.mktemp("store")))
         registry = build_plugin_manager(settings)
-        train_all(settings, registry, SAMPLE_DATA)
+        train_all(settings, registry, SAMPLE_DIR)
         yield AppContext(settings, registry)
 
 
