@@ -216,3 +216,21 @@ def test_runs_resume_relaunches_an_interrupted_run(cloud, ec2, monkeypatch, tmp_
     assert record["instance_id"] == record["launches"][1] != first
     assert cloud.instance_state(record["instance_id"]) == "running"
     assert record["state"] == "training" and cloud.lock_holder(JOB) == run_id
+
+
+def test_stnlp_train_ec2_launches_and_stnlp_runs_kill_terminates(cloud, monkeypatch, tmp_path):
+    """The user's commands: `stnlp train JOB --backend ec2 --stack S`, then `stnlp runs kill`."""
+    result = _cli(monkeypatch, tmp_path, cloud, "train", JOB, "--backend", "ec2",
+                  "--preset", "tiny")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run_id,) = [r for r in cloud.stores.results.list(f"{cloud.settings.stack}/runs/")
+                 if r.endswith("/state.json")]  # fmt: skip
+    run_id = run_id.split("/")[2]
+    assert run_id in result.output
+    instance_id = cloud.record(run_id)["instance_id"]
+    assert cloud.instance_state(instance_id) == "running"
+    result = _cli(monkeypatch, tmp_path, cloud, "runs", "kill", run_id)
+    assert result.exit_code == 0, result.output
+    assert cloud.record(run_id)["result"] == "failed"
+    assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
+    assert cloud.lock_holder(JOB) is None

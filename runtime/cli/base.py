@@ -32,6 +32,23 @@ class Session:
 pass_session = click.make_pass_decorator(Session)
 
 
+def _use_stack(ctx: click.Context, _param: click.Parameter, stack: str | None) -> None:
+    if stack is not None:
+        session = ctx.ensure_object(Session)
+        session.settings = session.settings.with_overrides(store="s3", stack=stack)
+
+
+stack_option = click.option(
+    "--stack",
+    default=None,
+    expose_value=False,
+    callback=_use_stack,
+    help="A deployed stack: use its S3 buckets, found through its manifest. "
+    "Default: the settings' store and stack.",
+)
+"""Add ``--stack NAME`` to a command: the session's settings switch to that stack's buckets."""
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context

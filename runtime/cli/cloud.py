@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from runtime.cli.base import Session, pass_session
+from runtime.cli.base import Session, pass_session, stack_option
 from runtime.cli.runs import runs_group
 from runtime.errors import UserError
 from runtime.runs import STALE_AFTER_SECONDS, list_runs, load_run
@@ -24,16 +24,6 @@ from runtime.settings import Settings
 from runtime.store import Stores, open_stores, s3_client
 
 CLOUD_BACKENDS = ("ec2", "sagemaker")
-
-stack_option = click.option(
-    "--stack", default=None, help="A deployed stack (its S3 buckets); default: the settings."
-)
-
-
-def stack_settings(settings: Settings, stack: str | None) -> Settings:
-    """``settings`` switched to the deployed ``stack``'s S3 buckets when one is named."""
-    return settings if stack is None else settings.with_overrides(store="s3", stack=stack)
-
 
 def follow_run(
     settings: Settings,
@@ -101,9 +91,9 @@ def kill_cloud_run(settings: Settings, stores: Stores, run_id: str) -> dict[str,
 @stack_option
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between checks.")
 @pass_session
-def runs_wait(session: Session, run_id: str, stack: str | None, poll: float) -> None:
+def runs_wait(session: Session, run_id: str, poll: float) -> None:
     """Follow RUN's state and logs until it ends; fail unless it succeeded."""
-    settings = stack_settings(session.settings, stack)
+    settings = session.settings
     record = follow_run(settings, open_stores(settings), run_id, poll=poll)
     click.echo(f"run {run_id}: {record['result']}")
     if record["result"] != "succeeded":
@@ -115,12 +105,12 @@ def runs_wait(session: Session, run_id: str, stack: str | None, poll: float) -> 
 @click.option("--stale-after", default=STALE_AFTER_SECONDS, show_default=True,
               help="Seconds without a heartbeat after which a run counts as dead.")
 @pass_session
-def runs_sweep(session: Session, stack: str | None, stale_after: float) -> None:
+def runs_sweep(session: Session, stale_after: float) -> None:
     """Terminate the stack's instances whose run ended or went stale; mirror SageMaker jobs."""
     from runtime.backends.ec2 import sweep_instances
     from runtime.backends.sagemaker import mirror_status
 
-    settings = stack_settings(session.settings, stack)
+    settings = session.settings
     if not settings.uses_s3:
         raise UserError("runs sweep needs a deployed stack: use --stack NAME")
     stores = open_stores(settings)
@@ -140,9 +130,9 @@ def runs_sweep(session: Session, stack: str | None, stale_after: float) -> None:
 @stack_option
 @click.option("--wait", is_flag=True, help="Follow the run until it ends.")
 @pass_session
-def runs_resume(session: Session, run_id: str, stack: str | None, wait: bool) -> None:
+def runs_resume(session: Session, run_id: str, wait: bool) -> None:
     """Relaunch an EC2 run a spot interruption stopped; it resumes from its checkpoints."""
-    settings = stack_settings(session.settings, stack)
+    settings = session.settings
     stores = open_stores(settings)
     record = load_run(stores, settings.stack, run_id).record
     if record["backend"] != "ec2":

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
+from runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 def _registry(session: Session):
@@ -24,6 +24,7 @@ def models_group() -> None:
 
 
 @models_group.command("list")
+@stack_option
 @pass_session
 def models_list(session: Session) -> None:
     """List models with their latest version and version count."""
@@ -37,6 +38,7 @@ def models_list(session: Session) -> None:
 
 
 @models_group.command("show")
+@stack_option
 @click.argument("model")
 @click.option("--version", default=None, help="A version (default: the latest).")
 @pass_session
@@ -54,6 +56,7 @@ def models_show(session: Session, model: str, version: str | None) -> None:
 
 
 @models_group.command("rollback")
+@stack_option
 @click.argument("model")
 @click.argument("version")
 @pass_session

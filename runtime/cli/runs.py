@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
+from runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 def _stores(session: Session):
@@ -23,6 +23,7 @@ def runs_group() -> None:
 
 
 @runs_group.command("list")
+@stack_option
 @click.option("--job", default=None, help="Only this job's runs.")
 @pass_session
 def runs_list(session: Session, job: str | None) -> None:
@@ -40,6 +41,7 @@ def runs_list(session: Session, job: str | None) -> None:
 
 
 @runs_group.command("show")
+@stack_option
 @click.argument("run_id")
 @pass_session
 def runs_show(session: Session, run_id: str) -> None:
@@ -52,6 +54,7 @@ def runs_show(session: Session, run_id: str) -> None:
 
 
 @runs_group.command("logs")
+@stack_option
 @click.argument("run_id")
 @pass_session
 def runs_logs(session: Session, run_id: str) -> None:
@@ -68,6 +71,7 @@ def runs_logs(session: Session, run_id: str) -> None:
 
 
 @runs_group.command("kill")
+@stack_option
 @click.argument("run_id")
 @pass_session
 def runs_kill(session: Session, run_id: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from runtime.backends import BACKENDS, get_backend
-from runtime.cli.base import Session, cli, pass_session
+from runtime.cli.base import Session, cli, pass_session, stack_option
 from runtime.errors import UserError
 
 
@@ -49,7 +49,7 @@ def _interrupt_on_sigterm() -> None:
     help="Where to train.",
 )
 @click.option("--preset", default=None, help="A preset of the job (e.g. tiny).")
-@click.option("--stack", default=None, help="A deployed stack to train in (ec2, sagemaker).")
+@stack_option
 @click.option("--wait", is_flag=True, help="ec2/sagemaker: follow the run until it ends.")
 @click.option(
     "--set",
@@ -64,18 +64,17 @@ def train_command(
     job: str,
     backend: str,
     preset: str | None,
-    stack: str | None,
     wait: bool,
     pairs: tuple[str, ...],
 ) -> None:
     """Train JOB through the run state machine and publish its model."""
-    from runtime.cli.cloud import CLOUD_BACKENDS, launch, stack_settings
+    from runtime.cli.cloud import CLOUD_BACKENDS, launch
     from runtime.runs import load_run
     from runtime.store import open_stores
 
     spec = session.registry.job(job)
     overrides = parse_overrides(pairs, dict(spec.hyperparameters), job)
-    settings = stack_settings(session.settings, stack)
+    settings = session.settings
     stores = open_stores(settings)
     if backend in CLOUD_BACKENDS:
         launch(backend, spec, settings, stores, wait=wait, preset=preset, overrides=overrides)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli.base import Session, pass_session
-from runtime.cli.cloud import stack_option, stack_settings
+from runtime.cli.base import Session, pass_session, stack_option
 from runtime.cli.data import data_group
 
 
@@ -16,14 +15,14 @@ from runtime.cli.data import data_group
 @stack_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @pass_session
-def data_upload_command(session: Session, path: Path, stack: str | None, quiet: bool) -> None:
+def data_upload_command(session: Session, path: Path, quiet: bool) -> None:
     """Validate PATH (a dataset root, folder or file), then upload changed files to raw/.
 
     Without --stack this fills the local store (the embedded default)."""
     from runtime.store import open_stores
     from runtime.upload import upload_path
 
-    settings = stack_settings(session.settings, stack)
+    settings = session.settings
     store = open_stores(settings).datasets
     report = upload_path(path, store, progress=not quiet)
     click.echo(
