@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from runtime.cli.base import Session, cli, pass_session
+from runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 @cli.command("serve")
+@stack_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to bind.")
 @click.option(
