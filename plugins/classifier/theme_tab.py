@@ -123,7 +123,9 @@ def build_tab(app) -> None:
         with gr.Column(scale=1):
             corpus = gr.Radio([SAMPLE, UPLOAD], value=SAMPLE, label="Corpus")
             files = gr.File(label="Subtitle files", file_count="multiple", file_types=[".srt"])
-            themes = gr.CheckboxGroup(list(DEFAULT_THEMES), value=list(DEFAULT_THEMES))
+            themes = gr.CheckboxGroup(
+                list(DEFAULT_THEMES), value=list(DEFAULT_THEMES), label="Themes"
+            )
             custom = gr.Textbox(label="Custom themes (comma-separated)")
             window = gr.Slider(5, 100, value=20, step=5, label="Sentences per window")
             button = gr.Button("Score themes", variant="primary")

@@ -33,10 +33,19 @@ def stnlp_training_jobs(settings):
     ]
 
 
-def _predict(app, speaker: str) -> str:
+def _latest(app):
     from runtime.registry import fetch_latest
 
-    model = fetch_latest(app.settings, "line-length")
+    return fetch_latest(app.settings, "line-length")
+
+
+def _source(app) -> str:
+    model = _latest(app)
+    return f"registry line-length {model.version}" if model else "no trained model yet"
+
+
+def _predict(app, speaker: str) -> str:
+    model = _latest(app)
     if model is None:
         return "no trained line-length model yet: run `stnlp train example-linefit`"
     means = json.loads((model.path / "model.json").read_text())["mean_length"]
@@ -54,4 +63,8 @@ def stnlp_gradio_tabs(settings):
         answer = gr.Textbox(label="Typical line length")
         speaker.submit(lambda s: _predict(app, s), speaker, answer)
 
-    return [TabSpec(name="line-length", title="Line length", build=build, order=900)]
+    return [
+        TabSpec(
+            name="line-length", title="Line length", build=build, model_source=_source, order=900
+        )
+    ]
