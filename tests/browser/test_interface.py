@@ -192,6 +192,7 @@ def test_themes_on_the_sample_corpus_draw_the_chart_and_the_episode_table(page):
         timeout=120_000
     )
     bars = panel.locator('[aria-roledescription="bar"]')
+    bars.nth(len(DEFAULT_THEMES) - 1).wait_for(timeout=30_000)  # the chart draws after the text
     labels = [bar.get_attribute("aria-label") for bar in bars.all()]
     scores = dict(re.fullmatch(r"theme: (.+); score: (\S+)", label).groups() for label in labels)
     assert set(scores) == set(DEFAULT_THEMES)
