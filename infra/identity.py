@@ -41,13 +41,14 @@ def _bucket(name: str) -> str:
     return f"arn:aws:s3:::{name}"
 
 
-def _document(statements: Sequence[Mapping[str, Any]]) -> str:
+def policy_document(statements: Sequence[Mapping[str, Any]]) -> str:
+    """An IAM policy document (version 2012-10-17) holding ``statements``."""
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, indent=1)
 
 
 def assume_role_policy(service: str) -> str:
     """Trust policy letting one AWS service principal assume the role."""
-    return _document(
+    return policy_document(
         [
             {
                 "Effect": "Allow",
@@ -58,9 +59,8 @@ def assume_role_policy(service: str) -> str:
     )
 
 
-def data_statements(stack: str, buckets: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The data scope shared by the training role and the SageMaker role."""
-    datasets, models, results = (_bucket(buckets[k]) for k in ("datasets", "models", "results"))
+def read_statements(datasets: str, models: str, *objects: str) -> list[dict[str, Any]]:
+    """List the datasets and models buckets (ARNs); read their objects and ``objects``."""
     return [
         {
             "Sid": "ListData",
@@ -69,17 +69,25 @@ def data_statements(stack: str, buckets: Mapping[str, str]) -> list[dict[str, An
             "Resource": [datasets, models],
         },
         {
+            "Sid": "ReadData",
+            "Effect": "Allow",
+            "Action": READ_OBJECT,
+            "Resource": [f"{datasets}/*", f"{models}/*", *objects],
+        },
+    ]
+
+
+def data_statements(stack: str, buckets: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The data scope shared by the training role and the SageMaker role."""
+    datasets, models, results = (_bucket(buckets[k]) for k in ("datasets", "models", "results"))
+    return [
+        *read_statements(datasets, models, f"{results}/{stack}/*"),
+        {
             "Sid": "ListStackResults",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": results,
             "Condition": {"StringLike": {"s3:prefix": [f"{stack}/*"]}},
-        },
-        {
-            "Sid": "ReadData",
-            "Effect": "Allow",
-            "Action": READ_OBJECT,
-            "Resource": [f"{datasets}/*", f"{models}/*", f"{results}/{stack}/*"],
         },
         {
             "Sid": "PublishModels",
@@ -193,18 +201,7 @@ def interface_statements(
         for name in (manifest_parameter(config.stack), interface_auth_parameter(config.stack))
     ]
     return [
-        {
-            "Sid": "ListData",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": [datasets, models],
-        },
-        {
-            "Sid": "ReadData",
-            "Effect": "Allow",
-            "Action": READ_OBJECT,
-            "Resource": [f"{datasets}/*", f"{models}/*"],
-        },
+        *read_statements(datasets, models),
         {
             "Sid": "ReadParameters",
             "Effect": "Allow",
@@ -230,7 +227,7 @@ class Identity(pulumi.ComponentResource):
         facts = pulumi.Output.all(account_id, pulumi.Output.all(**buckets))
 
         def policy(build) -> pulumi.Output[str]:
-            return facts.apply(lambda f: _document(build(f[0], f[1])))
+            return facts.apply(lambda f: policy_document(build(f[0], f[1])))
 
         training = self._role(
             config,

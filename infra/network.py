@@ -9,12 +9,12 @@ NAT they run in the private subnets. ``training_subnet_ids`` says which.
 from __future__ import annotations
 
 import ipaddress
-import json
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.config import StackConfig
+from infra.identity import assume_role_policy, policy_document
 
 AZ_COUNT = 2
 
@@ -43,27 +43,22 @@ class Network(pulumi.ComponentResource):
         )
         gateway = aws.ec2.InternetGateway("igw", vpc_id=self.vpc.id, opts=child)
         public_cidrs, private_cidrs = subnet_cidrs(config.vpc_cidr)
-        self.public_subnets = [
-            aws.ec2.Subnet(
-                f"public-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones.names[i],
-                map_public_ip_on_launch=True,
-                opts=child,
-            )
-            for i, cidr in enumerate(public_cidrs)
-        ]
-        self.private_subnets = [
-            aws.ec2.Subnet(
-                f"private-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones.names[i],
-                opts=child,
-            )
-            for i, cidr in enumerate(private_cidrs)
-        ]
+
+        def subnets(kind: str, cidrs: list[str], **extra) -> list[aws.ec2.Subnet]:
+            return [
+                aws.ec2.Subnet(
+                    f"{kind}-{i}",
+                    vpc_id=self.vpc.id,
+                    cidr_block=cidr,
+                    availability_zone=zones.names[i],
+                    opts=child,
+                    **extra,
+                )
+                for i, cidr in enumerate(cidrs)
+            ]
+
+        self.public_subnets = subnets("public", public_cidrs, map_public_ip_on_launch=True)
+        self.private_subnets = subnets("private", private_cidrs)
         public_rt = aws.ec2.RouteTable(
             "public-rt",
             vpc_id=self.vpc.id,
@@ -71,14 +66,14 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         private_rt = aws.ec2.RouteTable("private-rt", vpc_id=self.vpc.id, opts=child)
-        for i, subnet in enumerate(self.public_subnets):
-            aws.ec2.RouteTableAssociation(
-                f"public-{i}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
-            )
-        for i, subnet in enumerate(self.private_subnets):
-            aws.ec2.RouteTableAssociation(
-                f"private-{i}", subnet_id=subnet.id, route_table_id=private_rt.id, opts=child
-            )
+        for kind, subnets_of_kind, table in (
+            ("public", self.public_subnets, public_rt),
+            ("private", self.private_subnets, private_rt),
+        ):
+            for i, subnet in enumerate(subnets_of_kind):
+                aws.ec2.RouteTableAssociation(
+                    f"{kind}-{i}", subnet_id=subnet.id, route_table_id=table.id, opts=child
+                )
         aws.ec2.VpcEndpoint(
             "s3-endpoint",
             vpc_id=self.vpc.id,
@@ -121,39 +116,25 @@ class Network(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             "flow-logs-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com"),
             opts=child,
         )
         aws.iam.RolePolicy(
             "flow-logs-write",
             role=role.id,
             policy=group.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "logs:CreateLogStream",
-                                    "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams",
-                                ],
-                                "Resource": [arn, f"{arn}:*"],
-                            }
-                        ],
-                    }
+                lambda arn: policy_document(
+                    [
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            "Resource": [arn, f"{arn}:*"],
+                        }
+                    ]
                 )
             ),
             opts=child,

@@ -76,7 +76,7 @@ def lifecycle_rules(kind: str, config: StackConfig) -> list[dict[str, Any]]:
 
 
 class Storage(pulumi.ComponentResource):
-    """The three buckets of a stack; ``names`` maps kind -> bucket name, ``arns`` kind -> ARN."""
+    """The three buckets of a stack; ``names`` maps kind -> bucket name."""
 
     def __init__(
         self,
@@ -87,11 +87,8 @@ class Storage(pulumi.ComponentResource):
     ):
         super().__init__("stnlp:infra:Storage", name, None, opts)
         self.names: dict[str, pulumi.Output[str]] = {}
-        self.arns: dict[str, pulumi.Output[str]] = {}
         for kind in BUCKET_KINDS:
-            bucket = self._bucket(kind, config, account_id)
-            self.names[kind] = bucket.bucket
-            self.arns[kind] = bucket.arn
+            self.names[kind] = self._bucket(kind, config, account_id).bucket
         self.register_outputs({"buckets": self.names})
 
     def _bucket(self, kind: str, config: StackConfig, account_id: pulumi.Input[str]):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import logging
 import os
 import subprocess
@@ -39,10 +38,18 @@ from typing import Any
 
 from plugins.spec import JobSpec
 from runtime import logs, watchdog
-from runtime.backends.local import publish_outcome, stop_process, worker_env, worker_error
+from runtime.backends.local import (
+    publish_outcome,
+    read_outcome,
+    stop_process,
+    sync_datasets,
+    worker_env,
+    worker_error,
+    write_work_file,
+)
 from runtime.backends.source import source_key, unpack_source
 from runtime.distributed import launch_command
-from runtime.errors import DataError, UserError
+from runtime.errors import UserError
 from runtime.preflight import check_data, check_disk, check_gpus, run_preflight
 from runtime.runs import Run, load_run
 from runtime.settings import Settings, load_settings
@@ -231,11 +238,7 @@ class Bootstrap:
         attempts = int(self.run.record.get("attempts", 0)) + 1
         self._advance("data_sync", instance_id=self._machine_id(), attempts=attempts)
         data_dir = self.workdir / "data"
-        for name in spec.input_datasets:
-            self.stores.datasets.sync_down(f"raw/{name}/", data_dir / name)
-            if not (data_dir / name).is_dir():
-                raise DataError(f"job {spec.name!r}: dataset {name!r} has no files under "
-                                f"raw/{name}/ in {self.stores.datasets.description}")
+        sync_datasets(spec, self.stores, data_dir)
         params = self.run.record.get("hyperparameters") or spec.resolved_hyperparameters()
         ctx = TrainingContext.in_directory(
             self.workdir / "job", self.run_id, spec.name, params, data_dir
@@ -254,8 +257,7 @@ class Bootstrap:
 
     def _train(self, spec: JobSpec, ctx: TrainingContext) -> TrainingOutcome | None:
         work_file = self.workdir / "work.json"
-        body = {"entrypoint": spec.entrypoint, "context": json.loads(ctx.to_json())}
-        work_file.write_text(json.dumps(body), encoding="utf-8")
+        write_work_file(work_file, spec, ctx)
         self._advance("training")
         poller = None
         if self.options.platform == "ec2" and self.run.record.get("spot", spec.spot):
@@ -283,8 +285,7 @@ class Bootstrap:
         """The worker's outcome; ``None`` after a spot notice or a recorded kill or failure."""
         code = self.proc.returncode
         if code == 0:
-            outcome = json.loads((self.workdir / "outcome.json").read_text(encoding="utf-8"))
-            return TrainingOutcome(**outcome)
+            return read_outcome(self.workdir)
         if self.notice is not None:
             return None
         with self.lock:

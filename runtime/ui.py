@@ -71,43 +71,43 @@ def _format_time(value: Any) -> str:
         return str(value) if value else "-"
 
 
-def component_status(app: AppContext) -> list[ComponentStatus]:
-    """Per component: the model its jobs publish and the latest registry version of it."""
-    from runtime.registry import fetch_latest
+def _model_status(app: AppContext, registry, plugin: str, component: str, model: str):
+    try:
+        version = registry.latest(model)
+        manifest = registry.manifest(model, version) if version else None
+    except UserError as exc:
+        logs.event(log, "model unreadable", logging.WARNING, model=model, reason=str(exc))
+        return ComponentStatus(component, plugin, model, "-", f"unreadable: {exc}", "-", "-")
+    if manifest is None:
+        return ComponentStatus(component, plugin, model, "-", "not trained yet", "-", "-")
+    base = manifest.get("base_model")
+    source = f"registry ({app.settings.store})" + (f", base {base}" if base else "")
+    trained = _format_time(manifest.get("created"))
+    metrics = _format_metrics(manifest.get("metrics") or {})
+    return ComponentStatus(component, plugin, model, str(version), source, trained, metrics)
 
-    models_of: dict[str, list[str]] = {}
+
+def component_status(app: AppContext) -> list[ComponentStatus]:
+    """Per component: the model its jobs publish and the latest registry version of it.
+
+    Reads only each model's ``latest.json`` and manifest: no artifact is downloaded or hashed,
+    so a refresh stays cheap on S3 and with large models.
+    """
+    from runtime.registry import ModelRegistry
+    from runtime.store import open_stores
+
+    models_of: dict[str, set[str]] = {}
     for spec in app.registry.job_specs():
-        models_of.setdefault(spec.component, []).append(spec.output_model)
+        models_of.setdefault(spec.component, set()).add(spec.output_model)
+    registry = ModelRegistry(open_stores(app.settings).models)
     rows = []
     for plugin, component in app.registry.components:
-        models = sorted(set(models_of.get(component.name, [])))
+        models = sorted(models_of.get(component.name, ()))
         if not models:
             rows.append(
                 ComponentStatus(component.name, plugin, "-", "-", "no training job", "-", "-")
             )
-        for model in models:
-            latest = fetch_latest(app.settings, model)
-            if latest is None:
-                rows.append(
-                    ComponentStatus(
-                        component.name, plugin, model, "-", "not trained yet", "-", "-"
-                    )
-                )
-                continue
-            manifest = latest.manifest
-            base = manifest.get("base_model")
-            source = f"registry ({app.settings.store})" + (f", base {base}" if base else "")
-            rows.append(
-                ComponentStatus(
-                    component.name,
-                    plugin,
-                    model,
-                    str(latest.version),
-                    source,
-                    _format_time(manifest.get("created")),
-                    _format_metrics(manifest.get("metrics") or {}),
-                )
-            )
+        rows += [_model_status(app, registry, plugin, component.name, m) for m in models]
     return rows
 
 

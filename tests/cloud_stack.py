@@ -8,6 +8,7 @@ plugin is made discoverable through its entry point, as after ``pip install``.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -75,6 +76,17 @@ class Cloud:
         )  # fmt: skip
         env.update(extra)
         return env
+
+
+def recording_client(settings: Settings, service: str, operation: str) -> Any:
+    """A ``service`` client on moto whose ``sent`` list records every ``operation`` request."""
+    client = s3_client(settings, service)
+    client.sent = []
+    client.meta.events.register(
+        f"provide-client-params.{service}.{operation}",
+        lambda params, **_: client.sent.append(copy.deepcopy(params)),
+    )
+    return client
 
 
 def make_cloud(

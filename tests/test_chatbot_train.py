@@ -120,9 +120,10 @@ def test_offline_responder_answers_with_a_real_line(data_dir):
     answer = responder.reply("Are you okay? Where is Will?")
     assert answer in ELEVEN_LINES
     # a scene context seen in the data retrieves the line that followed it
-    index = responder.replies.index("Eggos. I want Eggos.")
-    context = [t for t in responder.turns if t.reply == responder.replies[index]][0]
-    assert responder.reply(context.messages[-1]["content"]) in ELEVEN_LINES
+    context = next(t for t in responder.turns if t.reply == "Eggos. I want Eggos.")
+    scene = context.messages[-1]["content"]
+    followed = {t.reply for t in responder.turns if t.messages[-1]["content"] == scene}
+    assert responder.reply(scene) in followed and len(followed) < len(set(ELEVEN_LINES))
 
 
 def test_eval_report_for_adapter_and_offline(trained, registry, data_dir, capsys):
@@ -176,3 +177,15 @@ def test_jobs_are_valid_specs(registry):
     assert spec.hyperparameters["base_model"] == "Qwen/Qwen2.5-3B-Instruct"
     assert spec.instance_type == "g5.xlarge" and spec.evaluator
     assert spec.resolved_hyperparameters("tiny")["base_model"] == "tiny"
+
+
+def test_dataset_folder_prefers_the_stores_raw_copy(tmp_path, data_dir):
+    from plugins.chatbot.infer import dataset_folder
+    from runtime.data import SAMPLE_DIR
+    from runtime.store import open_stores
+
+    settings = Settings(store=str(tmp_path / "store"))
+    assert dataset_folder(settings, "characters") == SAMPLE_DIR / "characters"
+    open_stores(settings).datasets.sync_up(data_dir / "characters", "raw/characters")
+    folder = dataset_folder(settings, "characters")
+    assert folder != SAMPLE_DIR / "characters" and (folder / "characters.jsonl").is_file()

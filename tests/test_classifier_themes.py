@@ -224,6 +224,8 @@ def test_tab_scores_an_upload_then_answers_from_cache(corpus_dir, tmp_path):
     assert source == f"{theme_tab.EMBEDDING} (cached)"
     bars, table = theme_tab.views(result)
     assert list(bars["theme"]) == themes and list(table["episode"]) == ["S01E01", "S01E02"]
+    scorer, _ = theme_tab.live_scorer(settings)
+    assert theme_tab.live_scorer(settings)[0] is scorer  # loaded once per process, not per click
     with pytest.raises(UserError, match="no .srt files uploaded"):
         theme_tab.load_corpus(theme_tab.UPLOAD, [])
     with pytest.raises(UserError, match="given twice"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 
 import pytest
@@ -19,7 +18,7 @@ from runtime.backends.ec2 import (
 from runtime.errors import UserError
 from runtime.runs import JobLockedError, Run
 from runtime.store import s3_client
-from tests.cloud_stack import Cloud, make_cloud
+from tests.cloud_stack import Cloud, make_cloud, recording_client
 
 JOB = "example-linefit"
 
@@ -33,13 +32,7 @@ def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
 @pytest.fixture
 def ec2(cloud):
     """An EC2 client on moto that records every RunInstances request it sends."""
-    client = s3_client(cloud.settings, "ec2")
-    client.sent = []
-    client.meta.events.register(
-        "provide-client-params.ec2.RunInstances",
-        lambda params, **_: client.sent.append(copy.deepcopy(params)),
-    )
-    return client
+    return recording_client(cloud.settings, "ec2", "RunInstances")
 
 
 def _launch(cloud, ec2, **kwargs) -> str:

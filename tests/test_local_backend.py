@@ -111,8 +111,8 @@ def _worker_pid(stores, stack, job_name):
     raise AssertionError("the training subprocess never started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_signal_to_training_process_ends_killed(job, stores_settings, loaded, sig):
+def _train_long_in_thread(job, stores_settings, loaded) -> tuple[dict, threading.Thread]:
+    """Start a long run in a thread; its run id lands in the returned dict's ``run_id``."""
     result: dict = {}
     overrides = {"steps": 2000, "step_seconds": 0.05}
     thread = threading.Thread(
@@ -121,6 +121,12 @@ def test_signal_to_training_process_ends_killed(job, stores_settings, loaded, si
         )
     )
     thread.start()
+    return result, thread
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_signal_to_training_process_ends_killed(job, stores_settings, loaded, sig):
+    result, thread = _train_long_in_thread(job, stores_settings, loaded)
     holder, pid = _worker_pid(loaded, stores_settings.stack, job.name)
     os.kill(pid, sig)
     thread.join(300)
@@ -134,14 +140,7 @@ def test_signal_to_training_process_ends_killed(job, stores_settings, loaded, si
 
 
 def test_runs_kill_request_stops_the_run(job, stores_settings, loaded):
-    result: dict = {}
-    overrides = {"steps": 2000, "step_seconds": 0.05}
-    thread = threading.Thread(
-        target=lambda: result.update(
-            run_id=_train(job, stores_settings, loaded, overrides=overrides)
-        )
-    )
-    thread.start()
+    _, thread = _train_long_in_thread(job, stores_settings, loaded)
     holder, _ = _worker_pid(loaded, stores_settings.stack, job.name)
     request_kill(loaded, stores_settings.stack, holder)
     thread.join(300)

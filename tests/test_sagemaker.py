@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 
@@ -12,8 +11,7 @@ from runtime.backends.sagemaker import apply_status, mirror_status, train_sagema
 from runtime.errors import UserError
 from runtime.registry import ModelRegistry
 from runtime.runs import Run, load_run
-from runtime.store import s3_client
-from tests.cloud_stack import Cloud, make_cloud
+from tests.cloud_stack import Cloud, make_cloud, recording_client
 
 JOB = "example-linefit"
 
@@ -27,13 +25,7 @@ def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
 @pytest.fixture
 def sagemaker(cloud):
     """A SageMaker client on moto that records every CreateTrainingJob request it sends."""
-    client = s3_client(cloud.settings, "sagemaker")
-    client.sent = []
-    client.meta.events.register(
-        "provide-client-params.sagemaker.CreateTrainingJob",
-        lambda params, **_: client.sent.append(copy.deepcopy(params)),
-    )
-    return client
+    return recording_client(cloud.settings, "sagemaker", "CreateTrainingJob")
 
 
 def _start(cloud, sagemaker, **kwargs) -> str:

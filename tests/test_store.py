@@ -105,17 +105,7 @@ def test_sixteen_threads_one_creator(store):
 def test_concurrent_increments_lose_nothing(store):
     store.put("counter", b"0")
 
-    def bump(times: int) -> None:
-        for _ in range(times):
-            while True:
-                data, etag = store.get_with_etag("counter")
-                try:
-                    store.put("counter", str(int(data) + 1).encode(), if_match=etag)
-                    break
-                except ConflictError:
-                    continue
-
-    threads = [threading.Thread(target=bump, args=(10,)) for _ in range(6)]
+    threads = [threading.Thread(target=_bump, args=(store, 10)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -123,8 +113,8 @@ def test_concurrent_increments_lose_nothing(store):
     assert store.get("counter") == b"60"
 
 
-def _bump_local(root: str, times: int) -> None:
-    store = LocalStore(Path(root))
+def _bump(store, times: int) -> None:
+    """Add 1 to ``counter`` ``times`` times, each a read then a write conditional on its etag."""
     for _ in range(times):
         while True:
             data, etag = store.get_with_etag("counter")
@@ -133,6 +123,10 @@ def _bump_local(root: str, times: int) -> None:
                 break
             except ConflictError:
                 continue
+
+
+def _bump_local(root: str, times: int) -> None:
+    _bump(LocalStore(Path(root)), times)
 
 
 def test_local_conditional_writes_are_atomic_across_processes(tmp_path):

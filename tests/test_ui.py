@@ -239,3 +239,20 @@ def test_status_panel_shows_each_component_and_its_latest_model(context, tmp_pat
     assert row.trained.endswith("UTC")
     table = status_markdown(context)
     assert f"| probe-model | probe | probe-model | {version} |" in table
+
+
+def test_status_panel_reads_manifests_without_fetching_artifacts(context, tmp_path, monkeypatch):
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 16)
+    models = ModelRegistry(open_stores(context.settings).models)
+    version = models.publish("probe-model", tmp_path, metrics={"accuracy": 0.5})
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("the status panel must not download or verify artifacts")
+
+    monkeypatch.setattr(ModelRegistry, "fetch", no_fetch)
+    row = {row.component: row for row in component_status(context)}["probe-model"]
+    assert (row.version, row.metrics) == (version, "accuracy=0.5")
+    manifest = models.store.path(f"models/probe-model/{version}/manifest.json")
+    manifest.write_text("not json")
+    row = {row.component: row for row in component_status(context)}["probe-model"]
+    assert row.version == "-" and row.source.startswith("unreadable:")

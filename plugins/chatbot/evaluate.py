@@ -78,13 +78,13 @@ def evaluate(
         device,
     )
     chat = ModelChat(model, tokenizer, info.max_context)
-    replies = [
-        list(chat.stream(t.messages, 32, temperature=0.0))[-1:] or [""]
+    replies = [  # the stream yields the growing reply; its last value is the whole reply
+        ([""] + list(chat.stream(t.messages, 32, temperature=0.0)))[-1]
         for t in track(held, description="generating", transient=True)
     ]
     report["adapter"] = {
         "loss": round(loss, 4),
         "perplexity": round(math.exp(min(loss, 50)), 2),
-        "bleu": bleu([r[0] for r in replies], references),
+        "bleu": bleu(replies, references),
     }
     return report

@@ -6,6 +6,7 @@ if it is in the local Hugging Face cache (downloads stay off), else the offline 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from plugins.chatbot.base import device_and_dtype, load_hub
 from plugins.chatbot.data import build_turns, find_character, system_prompt
 from plugins.chatbot.offline import OfflineResponder
 from runtime.data import SAMPLE_DIR
+from runtime.errors import UserError
+from runtime.logs import event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,24 @@ class ModelChat:
 
 
 def dataset_folder(settings, name: str) -> Path:
-    """The local store's copy of dataset ``name`` if there is one, else the sample data."""
-    if not settings.uses_s3:
-        stored = Path(settings.store) / "datasets" / "raw" / name
-        if stored.is_dir():
-            return stored
-    return SAMPLE_DIR / name
+    """The store's ``raw/<name>`` (S3: synced into a local cache) if it has one, else the sample.
+
+    Call once per process (the tab does, when it is built), not per message.
+    """
+    from runtime.registry import cache_dir
+    from runtime.store import LocalStore, open_stores
+
+    try:
+        store = open_stores(settings).datasets
+        if isinstance(store, LocalStore):
+            stored = store.path(f"raw/{name}")
+        else:
+            stored = cache_dir(settings).parent / "datasets" / name
+            store.sync_down(f"raw/{name}/", stored)
+    except UserError as exc:
+        event(log, "stored dataset unavailable", logging.WARNING, dataset=name, reason=str(exc))
+        return SAMPLE_DIR / name
+    return stored if stored.is_dir() else SAMPLE_DIR / name
 
 
 def resolve_source(settings, model_name: str, base_model: str) -> Source:
@@ -145,6 +162,7 @@ def offline_responder(transcripts: Path, characters: Path, character: str) -> Of
     return OfflineResponder(record.name, turns)
 
 
+@lru_cache(maxsize=64)
 def character_prompt(characters: Path, character: str) -> str:
     """The system prompt for ``character`` from the characters file."""
     from runtime.data import load_characters

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from plugins.chatbot.infer import (
+    Source,
     as_messages,
     character_prompt,
     dataset_folder,
@@ -15,25 +18,36 @@ from plugins.chatbot.infer import (
 from plugins.chatbot.plugin import BASES, base_model
 
 
-def sources(app) -> dict[str, object]:
+def sources(app) -> dict[str, Source]:
     """Job -> its live :class:`plugins.chatbot.infer.Source`."""
     return {job: resolve_source(app.settings, job, base_model(app.settings, job)) for job in BASES}
 
 
+def _label(live: dict[str, Source]) -> str:
+    return "; ".join(f"{job}: {source.label}" for job, source in live.items())
+
+
 def model_source(app) -> str:
     """Which source each chatbot uses, for the header."""
-    return "; ".join(f"{job}: {source.label}" for job, source in sources(app).items())
+    return _label(sources(app))
 
 
-def respond(app, message, history, job, character, temperature, top_p, max_new_tokens):
-    """Stream the reply of ``job``'s live source, in ``character``'s voice."""
-    characters = dataset_folder(app.settings, "characters")
-    source = resolve_source(app.settings, job, base_model(app.settings, job))
+def respond(
+    source: Source,
+    folders: dict[str, Path],
+    message,
+    history,
+    character,
+    temperature,
+    top_p,
+    max_new_tokens,
+):
+    """Stream ``source``'s reply in ``character``'s voice (``folders``: dataset -> its folder)."""
     if source.kind == "offline":
-        transcripts = dataset_folder(app.settings, "transcripts")
-        yield offline_responder(transcripts, characters, character).reply(message)
+        responder = offline_responder(folders["transcripts"], folders["characters"], character)
+        yield responder.reply(message)
         return
-    messages = as_messages(character_prompt(characters, character), history, message)
+    messages = as_messages(character_prompt(folders["characters"], character), history, message)
     yield from load_chat(source).stream(messages, int(max_new_tokens), temperature, top_p)
 
 
@@ -41,8 +55,11 @@ def build(app) -> None:
     """Lay out the tab inside the open ``gr.Tab``."""
     from runtime.data import load_characters
 
-    names = [c.name for c in load_characters(dataset_folder(app.settings, "characters")).records]
-    gr.Markdown(f"**Model source:** {model_source(app)}")
+    # resolved once per process: a message neither re-verifies the model nor re-reads the store
+    live = sources(app)
+    folders = {name: dataset_folder(app.settings, name) for name in ("transcripts", "characters")}
+    names = [c.name for c in load_characters(folders["characters"]).records]
+    gr.Markdown(f"**Model source:** {_label(live)}")
     with gr.Row():
         job = gr.Dropdown(list(BASES), value=next(iter(BASES)), label="Chatbot")
         character = gr.Dropdown(
@@ -53,7 +70,7 @@ def build(app) -> None:
         top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
         max_new_tokens = gr.Slider(8, 256, value=64, step=8, label="Max new tokens")
 
-    def reply(message, history, *settings):
-        yield from respond(app, message, history, *settings)
+    def reply(message, history, job, *settings):
+        yield from respond(live[job], folders, message, history, *settings)
 
     gr.ChatInterface(reply, additional_inputs=[job, character, temperature, top_p, max_new_tokens])

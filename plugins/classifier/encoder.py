@@ -49,6 +49,17 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def load_pretrained(source: Path | str, model_class=AutoModel, **kwargs):
+    """``(model, tokenizer)`` from a local folder or the local Hugging Face cache only, quietly.
+
+    Raises ``OSError`` when the files are not there (callers turn it into a clear message).
+    """
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = model_class.from_pretrained(source, local_files_only=True, **kwargs)
+    return model, tokenizer
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Average the token vectors of each sequence, ignoring padding."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -61,9 +72,8 @@ class SentenceEncoder:
     def __init__(self, path: Path | str | None = None, max_length: int = 128):
         self.path = Path(path) if path is not None else minilm_path()
         self.name = MINILM_ID if path is None else str(path)
-        with quiet_transformers():
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        model, self.tokenizer = load_pretrained(self.path)
+        self.model = model.eval()
         self.max_length = max_length
 
     @property

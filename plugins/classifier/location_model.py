@@ -20,7 +20,12 @@ from transformers import (
 )
 
 from plugins.classifier.defaults import PACKAGED, TINY
-from plugins.classifier.encoder import MINILM_ID, minilm_path, quiet_transformers
+from plugins.classifier.encoder import (
+    MINILM_ID,
+    load_pretrained,
+    minilm_path,
+    quiet_transformers,
+)
 from runtime.errors import UserError
 
 LABELS_FILE = "labels.json"
@@ -57,11 +62,9 @@ def build_classifier(base: str, labels: Sequence[str], seed: int = 0):
         return BertForSequenceClassification(config), tokenizer
     source = minilm_path() if base == PACKAGED else base
     try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, local_files_only=True, **_label_maps(labels)
-            )
+        model, tokenizer = load_pretrained(
+            source, AutoModelForSequenceClassification, **_label_maps(labels)
+        )
     except OSError as exc:
         raise UserError(
             f"base model {base!r} is not available locally (no hub access here); use "
@@ -93,11 +96,7 @@ class LocationClassifier:
     def load(cls, folder: Path | str) -> LocationClassifier:
         """Load a folder written by :func:`save_classifier` (or a hub classifier's folder/id)."""
         try:
-            with quiet_transformers():
-                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    folder, local_files_only=True
-                )
+            model, tokenizer = load_pretrained(folder, AutoModelForSequenceClassification)
         except OSError as exc:
             raise UserError(f"location classifier {folder}: cannot load: {exc}") from exc
         path = Path(folder)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from plugins.classifier.defaults import NLI_MODEL_ID
-from plugins.classifier.encoder import SentenceEncoder, quiet_transformers
+from plugins.classifier.encoder import SentenceEncoder, load_pretrained
 from plugins.classifier.themes import theme_descriptions
 from runtime.errors import UserError
 
@@ -68,14 +68,10 @@ class NliThemeScorer:
     @classmethod
     def from_hub(cls, model_id: str = NLI_MODEL_ID) -> NliThemeScorer:
         """Load ``model_id`` from the local Hugging Face cache only; a clear error otherwise."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         try:
-            with quiet_transformers():
-                tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=True)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    model_id, local_files_only=True
-                )
+            model, tokenizer = load_pretrained(model_id, AutoModelForSequenceClassification)
         except OSError as exc:
             raise UserError(
                 f"NLI model {model_id!r} is not available offline (no hub access here); "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
@@ -76,7 +77,12 @@ def _published(settings, episodes, themes, window) -> tuple[ThemeResult, str] | 
 
 def live_scorer(settings):
     """The configured NLI model if cached locally, else the embedding scorer; and its name."""
-    model_id = settings.models.get(COMPONENT)
+    return _live_scorer(settings.models.get(COMPONENT))
+
+
+@lru_cache(maxsize=2)
+def _live_scorer(model_id: str | None):
+    """Loaded once per process and model id, not on every click."""
     if model_id:
         try:
             return NliThemeScorer.from_hub(model_id), f"hub model {model_id} (NLI zero-shot)"

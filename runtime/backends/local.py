@@ -91,6 +91,12 @@ def _sync_data(
 ) -> TrainingContext:
     run.transition("data_sync")
     data_dir = work / "data"
+    sync_datasets(spec, stores, data_dir)
+    return TrainingContext.in_directory(work / "job", run.run_id, spec.name, params, data_dir)
+
+
+def sync_datasets(spec: JobSpec, stores: Stores, data_dir: Path) -> None:
+    """Download each of the job's input datasets to ``data_dir/<name>``; fail on an empty one."""
     for name in spec.input_datasets:
         stores.datasets.sync_down(f"raw/{name}/", data_dir / name)
         if not (data_dir / name).is_dir():
@@ -98,7 +104,17 @@ def _sync_data(
                 f"job {spec.name!r}: dataset {name!r} has no files under raw/{name}/ in "
                 f"{stores.datasets.description}; load it with `stnlp data upload PATH`"
             )
-    return TrainingContext.in_directory(work / "job", run.run_id, spec.name, params, data_dir)
+
+
+def write_work_file(work_file: Path, spec: JobSpec, ctx: TrainingContext) -> None:
+    """Write the worker's ``WORK_JSON`` (see :mod:`runtime.worker`)."""
+    body = {"entrypoint": spec.entrypoint, "context": json.loads(ctx.to_json())}
+    work_file.write_text(json.dumps(body), encoding="utf-8")
+
+
+def read_outcome(work: Path) -> TrainingOutcome:
+    """The outcome a successful worker wrote beside its ``WORK_JSON``."""
+    return TrainingOutcome(**json.loads((work / "outcome.json").read_text(encoding="utf-8")))
 
 
 def worker_env() -> dict[str, str]:
@@ -128,10 +144,7 @@ def _train(
 ) -> TrainingOutcome | None:
     """Run the worker; return its outcome, or ``None`` after recording ``failed``/``killed``."""
     work_file = work / "work.json"
-    work_file.write_text(
-        json.dumps({"entrypoint": spec.entrypoint, "context": json.loads(ctx.to_json())}),
-        encoding="utf-8",
-    )
+    write_work_file(work_file, spec, ctx)
     log_path = work / "train.log"
     run.transition("training")
     kill_reason = None
@@ -158,8 +171,7 @@ def _train(
     if code != 0:
         run.transition("failed", error=worker_error(work, code))
         return None
-    outcome = json.loads((work / "outcome.json").read_text(encoding="utf-8"))
-    return TrainingOutcome(**outcome)
+    return read_outcome(work)
 
 
 def _watch(
@@ -193,7 +205,7 @@ def _watch(
             if now >= deadline and kill_reason is None:
                 kill_reason = f"exceeded max_runtime_minutes={spec.max_runtime_minutes}"
                 proc.terminate()
-            metrics = ctx.read_metrics() if ctx.metrics_path.exists() else []
+            metrics = ctx.read_metrics()
             if metrics:
                 bar.update(
                     task, completed=metrics[-1].get("step") or 0, status=_status(metrics[-1])
