@@ -7,6 +7,7 @@ exactly what the engine would get) and the manifest document.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -103,6 +104,9 @@ def run_program(program: Callable[[], Any], stack: str, config: Mapping[str, Any
 
     ``Built.manifest`` is the document the program wrote to the SSM manifest parameter.
     """
+    # A fresh event loop per program: another test in the same worker (Gradio, Playwright) may
+    # have left a different or closed loop current, and Pulumi's futures bind to the current one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config_strings(config))

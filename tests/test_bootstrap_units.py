@@ -105,7 +105,7 @@ def test_watchdog_kills_the_group_records_then_terminates(tmp_path):
     proc = _hung_group()
     calls = []
     deadline = time.time() + 30
-    while sum(_pgid(p) == proc.pid for p in Path("/proc").glob("[0-9]*/stat")) < 2:
+    while len(_group_members(proc.pid)) < 2:
         assert time.time() < deadline, "the hung group never started its worker"
         time.sleep(0.05)
     assert watchdog.wait_until(time.time() + 0.3, proc.pid) is True
@@ -113,9 +113,15 @@ def test_watchdog_kills_the_group_records_then_terminates(tmp_path):
                     terminate=lambda: calls.append("terminate"))
     assert proc.wait(10) == -9
     assert calls == ["record", "terminate"]
-    group = Path("/proc").glob("[0-9]*/stat")
-    survivors = [p for p in group if _pgid(p) == proc.pid]
-    assert survivors == [], "the worker in the group is gone too"
+    deadline = time.time() + 10  # SIGKILL is delivered asynchronously to the rest of the group
+    while _group_members(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _group_members(proc.pid) == [], "the worker in the group is gone too"
+
+
+def _group_members(pgid: int) -> list[Path]:
+    """The live processes of process group ``pgid``."""
+    return [p for p in Path("/proc").glob("[0-9]*/stat") if _pgid(p) == pgid]
 
 
 def _pgid(stat: Path) -> int | None:
