@@ -17,7 +17,7 @@ from runtime.backends.local import Intervals, train_local
 from runtime.cli.train import parse_overrides
 from runtime.errors import DataError, UserError
 from runtime.registry import ModelRegistry, fetch_latest
-from runtime.runs import JobLock, list_runs, load_run, request_kill
+from runtime.runs import JobLock, list_runs, load_run, request_kill, run_prefix
 from runtime.settings import Settings
 from runtime.store import open_stores
 from runtime.upload import upload_path
@@ -101,10 +101,11 @@ def _worker_pid(stores, stack, job_name):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         holder = JobLock(stores.results, stack, job_name).holder()
-        if holder:
+        # The lock is taken just before the run record is first written.
+        if holder and stores.results.exists(f"{run_prefix(stack, holder)}/state.json"):
             record = load_run(stores, stack, holder).record
             instance = record.get("instance_id") or ""
-            logged = stores.results.exists(f"{stack}/runs/{holder}/logs/train.log")
+            logged = stores.results.exists(f"{run_prefix(stack, holder)}/logs/train.log")
             if ":" in instance and logged:
                 return holder, int(instance.rsplit(":", 1)[1])
         time.sleep(0.05)
