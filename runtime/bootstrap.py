@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import logging
 import os
 import subprocess
@@ -250,7 +251,7 @@ class Bootstrap:
                                                  ctx.checkpoint_dir)
         metrics_key = f"{self.run.prefix}/training.json"
         if restored and self.stores.results.exists(metrics_key):
-            self.stores.results.download_file(metrics_key, ctx.metrics_path)
+            ctx.restore_metrics(json.loads(self.stores.results.get(metrics_key)))
         if restored:
             logs.event(log, "resuming from checkpoint", files=len(restored))
         return ctx

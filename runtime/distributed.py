@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime import worker
-from runtime.training import TrainingContext
+from runtime.training import METRICS_FILE, TrainingContext
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def rank_context(ctx: TrainingContext, info: DistInfo) -> TrainingContext:
         return ctx
     root = ctx.output_dir.parent / "ranks" / str(info.rank)
     ranked = replace(
-        ctx, output_dir=root / "output", metrics_path=root / "training.json"
+        ctx, output_dir=root / "output", metrics_path=root / METRICS_FILE
     )
     ranked.output_dir.mkdir(parents=True, exist_ok=True)
     return ranked

@@ -19,6 +19,9 @@ from typing import Any
 
 from runtime.errors import UserError
 
+METRICS_FILE = "metrics.jsonl"
+"""The local metrics file: one JSON object per line, appended by ``log_metrics``."""
+
 
 @dataclass(frozen=True)
 class TrainingOutcome:
@@ -52,18 +55,27 @@ class TrainingContext:
         return self.hyperparameters.get(key, default)
 
     def log_metrics(self, step: int | None = None, **metrics: Any) -> None:
-        """Append one metrics record to ``training.json`` (a JSON list), atomically."""
-        history = self.read_metrics()
-        history.append({"time": time.time(), "step": step, **metrics})
-        tmp = self.metrics_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(history, indent=1), encoding="utf-8")
-        tmp.replace(self.metrics_path)
+        """Record one metrics entry: a JSON line appended to the local metrics file.
+
+        Appending keeps each call O(1) however long the run; the runtime uploads the entries
+        as the run's ``training.json`` list.
+        """
+        record = {"time": time.time(), "step": step, **metrics}
+        with self.metrics_path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The metrics records logged so far."""
+        """The metrics entries logged so far (a line still being written is left out)."""
         if not self.metrics_path.exists():
             return []
-        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        text = self.metrics_path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+    def restore_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Replace the local metrics with ``records`` (a resumed run's earlier entries)."""
+        self.metrics_path.write_text(
+            "".join(json.dumps(record) + "\n" for record in records), encoding="utf-8"
+        )
 
     def to_json(self) -> str:
         """Serialise for a subprocess or an instance."""
@@ -89,7 +101,7 @@ class TrainingContext:
             data_dir=data_dir,
             output_dir=root / "output",
             checkpoint_dir=root / "checkpoints",
-            metrics_path=root / "training.json",
+            metrics_path=root / METRICS_FILE,
         )
         ctx.output_dir.mkdir(parents=True, exist_ok=True)
         ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import pytest
 
 from runtime.backends.ec2 import train_ec2
 from runtime.registry import ModelRegistry
+from runtime.training import METRICS_FILE
 from tests.cloud_stack import Cloud, make_cloud
 from tests.imds_stub import ImdsStub
 
@@ -72,10 +73,10 @@ class Sandbox:
 
     def steps_done(self) -> int:
         """Steps the job has logged on this instance."""
-        path = self.workdir / "job" / "training.json"
+        path = self.workdir / "job" / METRICS_FILE
         try:
-            return len(json.loads(path.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return path.read_text().count("\n")
+        except FileNotFoundError:
             return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from runtime import distributed
 from runtime.distributed import DistInfo, dist_info, launch_command, rank_context
-from runtime.training import TrainingContext, TrainingOutcome
+from runtime.training import METRICS_FILE, TrainingContext, TrainingOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 TRUE_WEIGHTS = [1.0, 2.0, -1.0]
@@ -54,6 +54,10 @@ def _work(tmp_path: Path, steps: int = 10) -> Path:
     return work
 
 
+def _context(work: Path) -> TrainingContext:
+    return TrainingContext.from_json(json.dumps(json.loads(work.read_text())["context"]))
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
@@ -74,7 +78,7 @@ def test_rank_context_keeps_rank_zero_and_moves_the_others(tmp_path):
     assert rank_context(ctx, DistInfo(0, 0, 2)) is ctx
     other = rank_context(ctx, DistInfo(1, 1, 2))
     assert other.output_dir == tmp_path / "job" / "ranks" / "1" / "output"
-    assert other.metrics_path == tmp_path / "job" / "ranks" / "1" / "training.json"
+    assert other.metrics_path == tmp_path / "job" / "ranks" / "1" / METRICS_FILE
     assert other.checkpoint_dir == ctx.checkpoint_dir
     assert dist_info({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}) == DistInfo(3, 1, 4)
 
@@ -90,7 +94,7 @@ def test_two_gloo_processes_train_one_model_through_torchrun(tmp_path):
     assert (rank0["rank"], rank1["rank"]) == (0, 1)
     assert rank0["first_x"] != rank1["first_x"], "each rank must see its own shard"
     assert rank0["weights"] == pytest.approx(rank1["weights"], abs=1e-6)
-    assert len(json.loads((tmp_path / "job" / "training.json").read_text())) == 10
+    assert len(_context(work).read_metrics()) == 10
 
     alone = _work(tmp_path / "alone")
     single = _run(launch_command([str(alone)], gpu_count=1))
