@@ -4,6 +4,7 @@ Each ``load_*`` takes a file or a folder and returns a :class:`LoadResult`; bad 
 :class:`runtime.errors.DataError` naming the file, line and field.
 """
 
+import sys
 from pathlib import Path
 
 from runtime.data.corpus import LOADERS, Corpus, group_by_episode, load_corpus
@@ -13,8 +14,18 @@ from runtime.data.subtitles import clean_caption, load_subtitles
 from runtime.data.transcripts import load_transcripts
 from runtime.data.validate import load_any
 
+
+def find_sample_dir(checkout: Path, prefix: Path) -> Path:
+    """The sample data set: ``data/sample`` of a source checkout, else the copy a wheel
+    installs under ``<prefix>/share/stranger-things-nlp/sample``."""
+    installed = prefix / "share" / "stranger-things-nlp" / "sample"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
+
+
 # The sample data set shipped with the project (the demo's and the tabs' offline data).
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+SAMPLE_DIR = find_sample_dir(
+    Path(__file__).resolve().parents[2] / "data" / "sample", Path(sys.prefix)
+)
 
 __all__ = [
     "LOADERS",
@@ -26,6 +37,7 @@ __all__ = [
     "Location",
     "TranscriptLine",
     "clean_caption",
+    "find_sample_dir",
     "group_by_episode",
     "load_any",
     "load_characters",
