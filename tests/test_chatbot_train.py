@@ -10,14 +10,25 @@ import torch
 
 from plugins.chatbot import artifacts
 from plugins.chatbot.data import encode_all, load_split
-from plugins.chatbot.infer import ModelChat, offline_responder, trim_history
+from plugins.chatbot.infer import (
+    OFFLINE,
+    ModelChat,
+    describe_sources,
+    offline_responder,
+    resolve_sources,
+    source_for,
+    trim_history,
+)
+from plugins.chatbot.tab import respond
 from plugins.chatbot.train import held_out_loss, train
 from plugins.manager import build_plugin_manager
 from runtime.cli import main
+from runtime.registry import ModelRegistry
 from runtime.settings import Settings
+from runtime.store import open_stores
 from runtime.training import TrainingContext
 from runtime.ui import AppContext, build_app
-from tests.test_chatbot_data import ELEVEN_LINES, write_dataset
+from tests.test_chatbot_data import ELEVEN_LINES, OTHERS, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +180,24 @@ def test_tab_builds_and_says_the_offline_source_is_live(registry):
     blocks = build_app(app)
     assert isinstance(blocks, gr.Blocks)
     assert any(isinstance(b, gr.Chatbot) for b in blocks.blocks.values())
+
+
+def test_the_adapter_speaks_only_as_its_character(trained, data_dir, tmp_path):
+    ctx, _, _ = trained
+    settings = Settings(store=str(tmp_path / "store"))
+    version = ModelRegistry(open_stores(settings).models).publish(
+        "chatbot-llama", ctx.output_dir, base_model="tiny"
+    )
+    chain = resolve_sources(settings, "chatbot-llama", "example/not-in-the-cache")
+    assert [(s.kind, s.character) for s in chain] == [("registry", "Eleven"), ("offline", "")]
+    assert source_for(chain, "eleven") is chain[0] and source_for(chain, "Mike") is OFFLINE
+    assert describe_sources(chain) == (
+        f"registry chatbot-llama version {version} (trained for Eleven); "
+        f"other characters: {OFFLINE.label}"
+    )
+    folders = {name: data_dir / name for name in ("transcripts", "characters")}
+    replies = list(respond(OFFLINE, folders, "Where is Will?", [], "Mike", 0.0, 0.9, 8))
+    assert len(replies) == 1 and replies[0] in OTHERS["Mike"]
 
 
 def test_jobs_are_valid_specs(registry):

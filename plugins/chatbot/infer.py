@@ -1,7 +1,8 @@
 """Chat inference: pick the live model source, load it once per process, stream replies.
 
 Sources in order: the latest trained adapter in the registry, else the configured base model
-if it is in the local Hugging Face cache (downloads stay off), else the offline responder.
+if it is in the local Hugging Face cache (downloads stay off), else the offline responder. An
+adapter speaks only as the character it was trained on; other characters get the next source.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Source:
     kind: str
     label: str
     location: str = ""
+    character: str = ""  # a registry adapter's character; empty: speaks as any character
+
+    def speaks_as(self, character: str) -> bool:
+        """Whether this source can answer in ``character``'s voice."""
+        return not self.character or self.character.casefold() == character.casefold()
+
+
+OFFLINE = Source("offline", "offline responder (MiniLM retrieval of the character's lines)")
 
 
 def trim_history(tokenizer, messages: list[dict], max_tokens: int) -> list[dict]:
@@ -114,13 +123,20 @@ def dataset_folder(settings, name: str) -> Path:
     return stored if stored.is_dir() else SAMPLE_DIR / name
 
 
-def resolve_source(settings, model_name: str, base_model: str) -> Source:
-    """The live source for ``model_name``, without loading it."""
+def resolve_sources(settings, model_name: str, base_model: str) -> tuple[Source, ...]:
+    """``model_name``'s sources in order of preference, without loading them.
+
+    The registry's latest adapter (if any), the base model (if in the local cache), and last
+    the offline responder, which speaks as every character.
+    """
     from runtime.registry import fetch_latest
 
+    chain = []
     local = fetch_latest(settings, model_name)
     if local is not None:
-        return Source("registry", f"registry {model_name} version {local.version}", str(local.path))
+        character = artifacts.read_info(local.path).character
+        label = f"registry {model_name} version {local.version} (trained for {character})"
+        chain.append(Source("registry", label, str(local.path), character))
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -128,8 +144,22 @@ def resolve_source(settings, model_name: str, base_model: str) -> Source:
     except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
         cached = False
     if cached:
-        return Source("hub", f"hub model {base_model} (local cache)", base_model)
-    return Source("offline", "offline responder (MiniLM retrieval of the character's lines)")
+        chain.append(Source("hub", f"hub model {base_model} (local cache)", base_model))
+    return (*chain, OFFLINE)
+
+
+def source_for(chain: Sequence[Source], character: str) -> Source:
+    """The first source of ``chain`` that speaks as ``character``."""
+    return next(source for source in chain if source.speaks_as(character))
+
+
+def describe_sources(chain: Sequence[Source]) -> str:
+    """The live source, and the one other characters get when it speaks as one character."""
+    first = chain[0]
+    if not first.character:
+        return first.label
+    others = next(source for source in chain[1:] if not source.character)
+    return f"{first.label}; other characters: {others.label}"
 
 
 def merge_for_serving(model):

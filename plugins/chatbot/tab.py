@@ -11,20 +11,22 @@ from plugins.chatbot.infer import (
     as_messages,
     character_prompt,
     dataset_folder,
+    describe_sources,
     load_chat,
     offline_responder,
-    resolve_source,
+    resolve_sources,
+    source_for,
 )
 from plugins.chatbot.plugin import BASES, base_model
 
 
-def sources(app) -> dict[str, Source]:
-    """Job -> its live :class:`plugins.chatbot.infer.Source`."""
-    return {job: resolve_source(app.settings, job, base_model(app.settings, job)) for job in BASES}
+def sources(app) -> dict[str, tuple[Source, ...]]:
+    """Job -> its sources in order of preference (see :func:`resolve_sources`)."""
+    return {job: resolve_sources(app.settings, job, base_model(app.settings, job)) for job in BASES}
 
 
-def _label(live: dict[str, Source]) -> str:
-    return "; ".join(f"{job}: {source.label}" for job, source in live.items())
+def _label(live: dict[str, tuple[Source, ...]]) -> str:
+    return "; ".join(f"{job}: {describe_sources(chain)}" for job, chain in live.items())
 
 
 def model_source(app) -> str:
@@ -70,7 +72,8 @@ def build(app) -> None:
         top_p = gr.Slider(0.1, 1.0, value=0.9, step=0.05, label="Top-p")
         max_new_tokens = gr.Slider(8, 256, value=64, step=8, label="Max new tokens")
 
-    def reply(message, history, job, *settings):
-        yield from respond(live[job], folders, message, history, *settings)
+    def reply(message, history, job, character, *settings):
+        source = source_for(live[job], character)
+        yield from respond(source, folders, message, history, character, *settings)
 
     gr.ChatInterface(reply, additional_inputs=[job, character, temperature, top_p, max_new_tokens])

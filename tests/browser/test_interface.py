@@ -145,8 +145,10 @@ def test_chat_with_a_character_streams_a_reply_from_the_trained_adapter(page, co
 
     panel = _open(page, "Chat")
     version = fetch_latest(context.settings, CHATBOT).version
-    assert f"{CHATBOT}: registry {CHATBOT} version {version}" in panel.inner_text()
-    _pick(page, panel, "Character", "Dustin")
+    assert f"{CHATBOT}: registry {CHATBOT} version {version} (trained for Eleven)" in (
+        panel.inner_text()
+    )
+    _pick(page, panel, "Character", "Eleven")
     box = panel.get_by_placeholder("Type a message...")
     box.evaluate(_RECORD_REPLIES)
     torch.manual_seed(0)  # the app samples in this process: the same reply on every run
@@ -161,6 +163,25 @@ def test_chat_with_a_character_streams_a_reply_from_the_trained_adapter(page, co
     assert all(len(text.strip()) < len(reply) for text in partial), partial
     assert "Traceback" not in page.content()
     _screenshot(page, "chat")
+
+
+def test_another_character_answers_with_its_own_line_offline(page, context):
+    from plugins.chatbot.infer import dataset_folder, offline_responder
+
+    page.reload()  # a fresh chat
+    page.get_by_role("tab", name="Status").wait_for()
+    panel = _open(page, "Chat")
+    _pick(page, panel, "Character", "Dustin")
+    box = panel.get_by_placeholder("Type a message...")
+    box.evaluate(_RECORD_REPLIES)
+    box.fill("Where is Will?")
+    box.press("Enter")
+    page.wait_for_function(_REPLY_DONE, timeout=120_000)
+    reply = panel.get_by_test_id("bot").last.inner_text().strip()
+    folders = [dataset_folder(context.settings, n) for n in ("transcripts", "characters")]
+    dustin = offline_responder(*folders, "Dustin")
+    assert reply == dustin.reply("Where is Will?")
+    assert reply in {turn.reply for turn in dustin.turns}
 
 
 def test_location_classifier_shows_the_trained_models_top_types(page, context):
