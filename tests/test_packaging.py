@@ -58,11 +58,11 @@ def test_the_wheel_holds_every_sample_file(wheel):
 
 
 def test_an_installed_wheel_loads_the_sample_without_the_checkout(wheel, tmp_path):
-    env = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    env = tmp_path / "env"  # its own pip, so this environment's install is left alone
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(env),
-         str(wheel)],
+        [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--disable-pip-version-check", str(wheel)],
         check=True, capture_output=True,
     )
     probe = (
