@@ -107,6 +107,9 @@ def run_program(program: Callable[[], Any], stack: str, config: Mapping[str, Any
     # A fresh event loop per program: another test in the same worker (Gradio, Playwright) may
     # have left a different or closed loop current, and Pulumi's futures bind to the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # A fresh root stack resource too: the one an earlier program left (maybe unfinished, when
+    # that program failed) is bound to that program's loop and stack name.
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=False)
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(config_strings(config))
