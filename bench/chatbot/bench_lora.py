@@ -53,6 +53,7 @@ from plugins.chatbot.packing import (  # noqa: E402
     model_inputs,
     pack,
 )
+from plugins.chatbot.tiny import TINY_SHAPE  # noqa: E402
 from plugins.chatbot.train import compile_layers, lora, optimizer_step  # noqa: E402
 
 SHAPES = {
@@ -79,17 +80,8 @@ SHAPES = {
         tie_word_embeddings=True,
         max_position_embeddings=8192,
     ),
-    "tiny": dict(  # a CPU smoke test of this script
-        model_type="llama",
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        max_position_embeddings=1024,
-    ),
+    # a CPU smoke test of this script, on the tiny preset's dimensions
+    "tiny": dict(model_type="llama", vocab_size=512, **TINY_SHAPE),
 }
 LORA = {"lora_r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
 GIB = 2**30

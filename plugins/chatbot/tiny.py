@@ -28,6 +28,16 @@ CHAT_TEMPLATE = (
 )
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 FAMILIES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen": (Qwen2Config, Qwen2ForCausalLM)}
+TINY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    tie_word_embeddings=True,
+)
+"""The tiny models' dimensions (any vocabulary size)."""
 
 
 @lru_cache(maxsize=4)
@@ -59,16 +69,7 @@ def tiny_tokenizer(texts: Sequence[str], vocab_size: int = 600) -> PreTrainedTok
 @lru_cache(maxsize=4)
 def _model_state(family: str, vocab_size: int, seed: int) -> tuple[object, dict]:
     config_cls, model_cls = FAMILIES[family]
-    config = config_cls(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-    )
+    config = config_cls(vocab_size=vocab_size, **TINY_SHAPE)
     torch.manual_seed(seed)
     model = model_cls(config)
     return config, {k: v.clone() for k, v in model.state_dict().items()}
