@@ -35,6 +35,22 @@ MANIFEST = "manifest.json"
 POINTER_ATTEMPTS = 20
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of ``path``, computed once per process while its size and mtime are unchanged.
+
+    Published versions never change, so re-reading a verified model (a tab's header, then the
+    tab itself, then every request that asks for the latest version) costs a ``stat`` per file.
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
 class CorruptModelError(UserError):
     """A published version is incomplete or a file does not match its checksum."""
 
@@ -206,7 +222,7 @@ class ModelRegistry:
                 raise CorruptModelError(
                     f"model {model!r} version {version} is incomplete: {name} is missing"
                 )
-            digest = sha256_file(path)
+            digest = file_digest(path)
             if digest != entry.get("sha256"):
                 raise CorruptModelError(
                     f"model {model!r} version {version}: {name} fails its checksum "
@@ -233,7 +249,7 @@ class ModelRegistry:
             for entry in manifest["files"]:
                 name = _safe_relative(model, version, entry.get("path"))
                 target = folder / name
-                if target.is_file() and sha256_file(target) == entry.get("sha256"):
+                if target.is_file() and file_digest(target) == entry.get("sha256"):
                     continue
                 try:
                     self.store.download_file(f"{prefix}/{name}", target)

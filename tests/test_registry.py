@@ -93,6 +93,24 @@ def test_local_store_verifies_in_place(tmp_path):
         registry.fetch("demo")
 
 
+def test_a_verified_version_is_hashed_once_until_a_file_changes(tmp_path, monkeypatch):
+    import runtime.registry as registry_module
+
+    registry = ModelRegistry(LocalStore(tmp_path / "models"))
+    registry.publish("demo", _model_dir(tmp_path / "a", "x"))
+    hashed = []
+    real = registry_module.sha256_file
+    monkeypatch.setattr(registry_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    fetched = registry.fetch("demo")
+    assert len(hashed) == 2
+    registry.fetch("demo")
+    assert len(hashed) == 2  # unchanged files: a stat each, no second read
+    weights = fetched.path / "weights.bin"
+    weights.write_bytes(b"y" * weights.stat().st_size)  # same size, new contents and mtime
+    with pytest.raises(CorruptModelError, match="weights.bin fails its checksum"):
+        registry.fetch("demo")
+
+
 def test_bad_input(stores, tmp_path):
     registry = ModelRegistry(stores.models)
     (tmp_path / "empty").mkdir()
