@@ -10,7 +10,8 @@ from plugins.network.export import read_network, write_exports
 from plugins.network.job import params_from, run
 from plugins.network.names import CharacterIndex
 from plugins.network.ner import load_ner, persons_per_sentence
-from plugins.network.pipeline import NetworkParams, build_network
+from plugins.network.params import NetworkParams
+from plugins.network.pipeline import build_network
 from runtime.data import load_characters, load_subtitles
 from runtime.errors import DataError, UserError
 from runtime.training import TrainingContext

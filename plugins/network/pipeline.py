@@ -18,31 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from plugins.network.corpus import Episode, episodes_from_captions
 from plugins.network.graph import add_episode, annotate
 from plugins.network.names import CharacterIndex
-from plugins.network.ner import DEFAULT_MODEL, load_ner, persons_per_sentence
+from plugins.network.ner import load_ner, persons_per_sentence
+from plugins.network.params import NetworkParams
 from runtime import logs
-from runtime.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NetworkParams:
-    """The build's knobs (the job's hyperparameters)."""
-
-    window: int = 10
-    keep_unknown: bool = False
-    spacy_model: str = DEFAULT_MODEL
-    batch_size: int = 256
-    n_process: int = 1
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("window", "batch_size", "n_process"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(
-                    f"network-characters: {name} must be a whole number >= 1, got {value!r}"
-                )
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The network plugin: the character co-occurrence network from subtitles."""
 
+from dataclasses import asdict
+
 from plugins import hookimpl
-from plugins.network.ner import DEFAULT_MODEL
+from plugins.network.params import DEFAULT_MODEL, NetworkParams
 from plugins.spec import Component, JobSpec, TabSpec
 
 COMPONENT = "network-characters"
@@ -28,14 +30,9 @@ def stnlp_training_jobs(settings):
             spot=True,
             max_runtime_minutes=30,
             root_volume_gb=30,
-            hyperparameters={
-                "window": 10,
-                "keep_unknown": False,
-                "spacy_model": settings.model_id(COMPONENT, DEFAULT_MODEL),
-                "batch_size": 256,
-                "n_process": 1,
-                "seed": 0,
-            },
+            hyperparameters=asdict(
+                NetworkParams(spacy_model=settings.model_id(COMPONENT, DEFAULT_MODEL))
+            ),
             presets={"tiny": {"window": 5, "batch_size": 64}},
             input_datasets=("subtitles", "characters"),
             description="NER over the subtitles, co-occurrence graph, JSON/GraphML/CSV exports",

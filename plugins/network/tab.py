@@ -18,8 +18,8 @@ import pandas as pd
 
 from plugins.network.export import read_network
 from plugins.network.graph import filtered, seasons_of, strongest_edges
-from plugins.network.ner import DEFAULT_MODEL
-from plugins.network.pipeline import NetworkParams, build_network
+from plugins.network.params import DEFAULT_MODEL, NetworkParams
+from plugins.network.pipeline import build_network
 from plugins.network.plugin import COMPONENT, MODEL
 from plugins.network.render import iframe, network_page
 from runtime import logs
