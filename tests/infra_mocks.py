@@ -95,8 +95,12 @@ class Built:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def of(self, typ_suffix: str) -> list[Resource]:
-        """Resources whose type ends with ``typ_suffix`` (e.g. ``:LaunchTemplate``)."""
-        return [r for r in self.resources if r.typ.endswith(typ_suffix)]
+        """Resources whose type ends with ``typ_suffix`` (e.g. ``:LaunchTemplate``), by name.
+
+        Sorted because mocks see registrations in whatever order Pulumi's tasks run them.
+        """
+        return sorted((r for r in self.resources if r.typ.endswith(typ_suffix)),
+                      key=lambda r: r.name)
 
 
 def run_program(program: Callable[[], Any], stack: str, config: Mapping[str, Any]) -> Built:
