@@ -25,11 +25,10 @@ from plugins.classifier.labels import examples_from_locations
 from plugins.classifier.location_centroid import fit_with_holdout
 from plugins.classifier.location_job import train
 from plugins.classifier.plugin import stnlp_training_jobs
-from runtime.data import load_locations
+from runtime.data import SAMPLE_DIR, load_locations
 from runtime.settings import Settings
 from runtime.training import TrainingContext
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 KEEP = ("accuracy", "macro_f1", "train_examples", "test_examples", "epochs", "train_seconds")
 
 
@@ -38,7 +37,7 @@ def run_job(preset: str | None, epochs: int | None) -> dict:
     (spec,) = [j for j in stnlp_training_jobs(Settings()) if j.name == "classifier-location"]
     params = spec.resolved_hyperparameters(preset, {"epochs": epochs} if epochs else None)
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = TrainingContext.in_directory(Path(tmp), "bench", spec.name, params, SAMPLE)
+        ctx = TrainingContext.in_directory(Path(tmp), "bench", spec.name, params, SAMPLE_DIR)
         started = time.perf_counter()
         outcome = train(ctx)
         seconds = time.perf_counter() - started
@@ -51,7 +50,7 @@ def run_job(preset: str | None, epochs: int | None) -> dict:
 
 def run_fallback() -> dict:
     """The offline fallback's held-out metrics and fitting time."""
-    examples = examples_from_locations(load_locations(SAMPLE / "locations").records)
+    examples = examples_from_locations(load_locations(SAMPLE_DIR / "locations").records)
     started = time.perf_counter()
     classifier = fit_with_holdout(shared_encoder(), examples)
     seconds = time.perf_counter() - started

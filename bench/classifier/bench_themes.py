@@ -38,9 +38,8 @@ from plugins.classifier.encoder import minilm_path, quiet_transformers, shared_e
 from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from plugins.classifier.theme_scores import score_corpus
 from plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
-from runtime.data import load_subtitles
+from runtime.data import SAMPLE_DIR, load_subtitles
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 THEMES = list(DEFAULT_THEMES)
 
 
@@ -70,7 +69,7 @@ def distilbart_mnli_shaped(tokenizer) -> BartForSequenceClassification:
 def synthetic_captions(episodes: int, lines: int, shuffle_words: bool) -> list:
     """``lines`` captions over ``episodes`` episodes cycled from the sample captions; with
     ``shuffle_words`` each caption's words are shuffled so that lines rarely repeat."""
-    sample = load_subtitles(SAMPLE / "subtitles").records
+    sample = load_subtitles(SAMPLE_DIR / "subtitles").records
     rng = random.Random(0)
     per_episode = lines // episodes
     captions = []
@@ -113,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict = {"threads": args.threads, "themes": THEMES, "load_before": os.getloadavg()}
 
-    sample = episodes_from_captions(load_subtitles(SAMPLE / "subtitles").records)
+    sample = episodes_from_captions(load_subtitles(SAMPLE_DIR / "subtitles").records)
     sentences = list(dict.fromkeys(s for e in sample for s in e.sentences))
     embedding = EmbeddingThemeScorer(shared_encoder())
     embedding.score(sentences[:64], THEMES)  # warm-up

@@ -33,14 +33,12 @@ from plugins.network.export import write_exports
 from plugins.network.ner import resolve_model
 from plugins.network.params import NetworkParams
 from plugins.network.pipeline import build_network
-from runtime.data import load_characters, load_subtitles
-
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+from runtime.data import SAMPLE_DIR, load_characters, load_subtitles
 
 
 def synthetic_captions(episodes: int, lines: int) -> list:
     """``lines`` captions over ``episodes`` episodes, cycling the sample captions."""
-    sample = load_subtitles(SAMPLE / "subtitles").records
+    sample = load_subtitles(SAMPLE_DIR / "subtitles").records
     per_episode = lines // episodes
     captions = []
     for number in range(episodes):
@@ -109,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     captions = synthetic_captions(args.episodes, args.lines)
-    characters = load_characters(SAMPLE / "characters").records
+    characters = load_characters(SAMPLE_DIR / "characters").records
     sentences = [s for e in episodes_from_captions(captions) for s in e.sentences]
     results = {
         "cpus": os.cpu_count(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
@@ -27,7 +26,6 @@ def load_hub(model_id: str, dtype: torch.dtype, attn: str = "sdpa"):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         model_id, dtype=dtype, attn_implementation=attn, local_files_only=True

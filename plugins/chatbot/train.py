@@ -24,7 +24,7 @@ from plugins.chatbot.base import TINY, device_and_dtype, load_base
 from plugins.chatbot.data import encode_all, load_split
 from plugins.chatbot.fit import fit_tokens, prepare_allocator
 from plugins.chatbot.loss import causal_lm, loss_sum
-from plugins.chatbot.packing import ATTENTION, collate, pack
+from plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack
 from runtime.logs import event
 from runtime.training import TrainingContext, TrainingOutcome
 
@@ -51,7 +51,7 @@ def compile_layers(model, mode: str | None = None) -> None:
 
 def optimizer_step(model, optimizer, micro_batches: list[dict]) -> tuple[float, int]:
     """Accumulate gradients over ``micro_batches`` (mean over all their targets), then step."""
-    targets = sum(int((b["targets"] != -100).sum()) for b in micro_batches)
+    targets = sum(int((b["targets"] != IGNORE).sum()) for b in micro_batches)
     total = 0.0
     for batch in micro_batches:
         loss, _ = loss_sum(model, batch)

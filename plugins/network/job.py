@@ -14,7 +14,7 @@ from runtime.training import TrainingContext, TrainingOutcome
 
 def params_from(hyperparameters: dict) -> NetworkParams:
     """The build parameters from the job's hyperparameters; unknown keys are a UserError."""
-    known = {f.name: f.type for f in fields(NetworkParams)}
+    known = [f.name for f in fields(NetworkParams)]
     unknown = set(hyperparameters) - set(known)
     if unknown:
         raise UserError(

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime.cli.base import Session, cli, pass_session
+from runtime.data import SAMPLE_DIR
 from runtime.errors import UserError
 from runtime.training import import_entrypoint
 
@@ -36,7 +37,7 @@ def report_table(job: str, report: dict) -> Table:
 @click.option(
     "--data",
     "data_dir",
-    default="data/sample",
+    default=SAMPLE_DIR,
     show_default=True,
     type=click.Path(path_type=Path),
     help="Dataset folder laid out like data/sample.",
