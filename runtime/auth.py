@@ -63,10 +63,11 @@ def _parse_secret(text: str, where: str) -> tuple[str, str]:
 
 
 def _from_ssm(name: str, settings: Settings) -> Credentials:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("ssm", region_name=settings.region, endpoint_url=settings.endpoint_url)
+    from runtime.store import s3_client
+
+    client = s3_client(settings, "ssm")
     try:
         value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except ClientError as exc:

@@ -12,8 +12,7 @@ from typing import Any
 
 from runtime.errors import UserError
 from runtime.settings import Settings
-
-REQUIRED_BUCKETS = ("datasets", "models", "results")
+from runtime.store import BUCKETS
 
 
 def parameter_name(stack: str) -> str:
@@ -26,7 +25,7 @@ def local_manifest(settings: Settings) -> dict[str, Any]:
     return {
         "stack": settings.stack,
         "region": settings.region,
-        "buckets": {name: name for name in REQUIRED_BUCKETS},
+        "buckets": {name: name for name in BUCKETS},
         "launch_templates": {},
         "log_groups": {},
         "plugins": {},
@@ -40,7 +39,7 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     buckets = manifest.get("buckets")
     if not isinstance(buckets, dict):
         raise UserError(f"stack manifest {where}: field 'buckets' is missing or not an object")
-    missing = [name for name in REQUIRED_BUCKETS if not buckets.get(name)]
+    missing = [name for name in BUCKETS if not buckets.get(name)]
     if missing:
         raise UserError(f"stack manifest {where}: buckets.{missing[0]} is missing")
     return manifest
