@@ -9,13 +9,13 @@ S3 lifecycle filters match prefixes, not infixes, so run logs and checkpoints (s
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.config import StackConfig
+from infra.identity import policy_document
 from infra.names import BUCKET_KINDS, TAG_BUCKET, bucket_name
 from runtime.runs import EXPIRE_TAG
 
@@ -25,20 +25,17 @@ ABORT_MULTIPART_DAYS = 7
 
 def tls_only_policy(bucket_arn: str) -> str:
     """A bucket policy denying every request that does not use TLS."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
+    return policy_document(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
     )
 
 
