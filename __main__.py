@@ -4,8 +4,8 @@
 stack from ``infra/``, driven by the stack's config in ``Pulumi.<stack>.yaml``.
 """
 
-from infra.stack import build_stack
-from plugins.manager import build_plugin_manager
-from runtime.settings import load_settings
+from stnlp.common.settings import load_settings
+from stnlp.infra.stack import build_stack
+from stnlp.plugins.manager import build_plugin_manager
 
 build_stack(build_plugin_manager(load_settings()))

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
-from infra.identity import Identity
-from infra.names import (
+from stnlp.common.names import (
     METRIC_ELAPSED,
     METRIC_NAMESPACE,
     TAG_JOB,
@@ -26,19 +24,16 @@ from infra.names import (
     launch_template_name,
     log_group_name,
 )
-from infra.network import Network
-from infra.userdata import render_interface_user_data, render_user_data
-from plugins.spec import JobSpec
+from stnlp.common.stackconfig import INTERFACE_ROOT_GB, StackConfig, uses_spot
+from stnlp.common.userdata import render_interface_user_data, render_user_data
+from stnlp.infra.identity import Identity
+from stnlp.infra.network import Network
+from stnlp.plugins.spec import JobSpec
 
 EGRESS_PORTS = (80, 443)  # package mirrors and AWS APIs; DNS and NTP use the VPC resolver
-INTERFACE_ROOT_GB = 20
 INTERFACE_AMI = ("099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*")
 IMDS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
-
-def uses_spot(config: StackConfig, job: JobSpec) -> bool:
-    """True when the job's instances are launched as spot (job allows it and config says so)."""
-    return config.spot and job.spot
 
 
 class Compute(pulumi.ComponentResource):

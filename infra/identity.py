@@ -22,8 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
-from infra.names import (
+from stnlp.common.names import (
     METRIC_NAMESPACE,
     TAG_ROLE,
     TAG_STACK,
@@ -32,6 +31,7 @@ from infra.names import (
     log_group_name,
     manifest_parameter,
 )
+from stnlp.common.stackconfig import StackConfig
 
 READ_OBJECT = ["s3:GetObject", "s3:GetObjectVersion"]
 WRITE_OBJECT = ["s3:PutObject", "s3:AbortMultipartUpload"]

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.names import manifest_parameter
+from stnlp.common.names import manifest_parameter
 
 
 def manifest_document(facts: dict[str, Any]) -> str:

@@ -13,8 +13,8 @@ import ipaddress
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
-from infra.identity import assume_role_policy, policy_document
+from stnlp.common.stackconfig import StackConfig
+from stnlp.infra.identity import assume_role_policy, policy_document
 
 AZ_COUNT = 2
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from infra.names import TAG_BUCKET, TAG_ROLE, TAG_STACK
+from stnlp.common.names import TAG_BUCKET, TAG_ROLE, TAG_STACK
 
 BUCKET = "aws:s3/bucket:Bucket"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

@@ -8,13 +8,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.compute import Compute
-from infra.config import StackConfig, load_config
-from infra.identity import Identity
-from infra.manifest import Manifest
-from infra.network import Network
-from infra.storage import Storage
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.common.stackconfig import StackConfig
+from stnlp.infra.compute import Compute
+from stnlp.infra.config import load_config
+from stnlp.infra.identity import Identity
+from stnlp.infra.manifest import Manifest
+from stnlp.infra.network import Network
+from stnlp.infra.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def plugin_resources(registry, context: StackContext) -> dict[str, Any]:
 def build_stack(registry, config: StackConfig | None = None) -> NlpStack:
     """Build the stack from the plugin registry and export the manifest facts as outputs.
 
-    ``config`` defaults to the stack's Pulumi config (:func:`infra.config.load_config`).
+    ``config`` defaults to the stack's Pulumi config (:func:`stnlp.infra.config.load_config`).
     """
     stack = NlpStack(registry, config or load_config())
     for key, value in stack.manifest.items():

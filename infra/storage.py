@@ -14,10 +14,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import StackConfig
-from infra.identity import policy_document
-from infra.names import BUCKET_KINDS, TAG_BUCKET, bucket_name
-from runtime.runs import EXPIRE_TAG
+from stnlp.common.names import BUCKET_KINDS, EXPIRE_TAG, TAG_BUCKET, bucket_name
+from stnlp.common.stackconfig import StackConfig
+from stnlp.infra.identity import policy_document
 
 NONCURRENT_STORAGE_CLASS = "STANDARD_IA"
 ABORT_MULTIPART_DAYS = 7

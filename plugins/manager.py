@@ -11,8 +11,10 @@ from typing import Any
 
 import pluggy
 
-from plugins import PROJECT, hookspecs
-from plugins.spec import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins import PROJECT, hookspecs
+from stnlp.plugins.spec import (
     Component,
     JobSpec,
     SpecError,
@@ -21,14 +23,12 @@ from plugins.spec import (
     validate_job,
     validate_tab,
 )
-from runtime.errors import UserError
-from runtime.settings import Settings
 
 # Built-in plugins, registered by default under these names.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("chatbot", "plugins.chatbot.plugin"),
-    ("classifier", "plugins.classifier.plugin"),
-    ("network", "plugins.network.plugin"),
+    ("chatbot", "stnlp.plugins.chatbot.plugin"),
+    ("classifier", "stnlp.plugins.classifier.plugin"),
+    ("network", "stnlp.plugins.network.plugin"),
 )
 
 

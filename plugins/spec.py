@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 # GPUs per instance for the instance families a training job may ask for. Types outside this
 # table are CPU-only as far as validation is concerned.
@@ -61,8 +61,8 @@ class JobSpec:
     """A training (or batch) job: everything the runtime and the Pulumi program need.
 
     ``entrypoint`` is ``"module:function"``; the function takes a
-    :class:`runtime.training.TrainingContext` and returns a
-    :class:`runtime.training.TrainingOutcome`. ``presets`` maps a preset name (``tiny`` for
+    :class:`stnlp.runtime.training.TrainingContext` and returns a
+    :class:`stnlp.runtime.training.TrainingOutcome`. ``presets`` maps a preset name (``tiny`` for
     tests and the local demo) to hyperparameter overrides. ``output_model`` names the registry
     model the job's output directory is published to.
     """
@@ -102,7 +102,7 @@ class TabSpec:
 
     ``build(app)`` creates the tab's components inside an open ``gr.Tab``; ``model_source(app)``
     returns a short text naming the model source the tab uses (registry version, hub model or
-    offline fallback). ``app`` is a :class:`runtime.ui.AppContext`.
+    offline fallback). ``app`` is a :class:`stnlp.runtime.ui.AppContext`.
     """
 
     name: str

@@ -8,7 +8,7 @@ URN: the rules can then link resources even in a preview, where ids are not know
 
 from pulumi_policy import EnforcementLevel, PolicyPack, StackValidationPolicy
 
-from infra.policies import RULES, Resource
+from stnlp.infra.policies import RULES, Resource
 
 SINGLE_REFERENCES = ("bucket", "securityGroupId")
 LIST_REFERENCES = ("vpcSecurityGroupIds",)

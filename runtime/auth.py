@@ -17,8 +17,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtime.errors import UserError
-from runtime.settings import Settings
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ENV_USERNAME = "STNLP_AUTH_USERNAME"
@@ -65,7 +65,7 @@ def _parse_secret(text: str, where: str) -> tuple[str, str]:
 def _from_ssm(name: str, settings: Settings) -> Credentials:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from runtime.store import s3_client
+    from stnlp.runtime.store import s3_client
 
     client = s3_client(settings, "ssm")
     try:

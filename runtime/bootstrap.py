@@ -1,14 +1,15 @@
-"""What runs on a training instance: ``python -m runtime.bootstrap --stack S --job J --run-id R``.
+"""What runs on a training instance: ``python -m stnlp.runtime.bootstrap --stack S --job J``.
 
-The launching side (:mod:`runtime.backends.ec2` or :mod:`runtime.backends.sagemaker`) has
-already taken the job lock, created the run record (with the resolved hyperparameters) and
+The launching side (:mod:`stnlp.runtime.backends.ec2` or
+:mod:`stnlp.runtime.backends.sagemaker`) has already taken the job lock, created the run
+record (with the resolved hyperparameters and the run id the bootstrap gets as ``--run-id``) and
 uploaded the runtime's source to ``<stack>/runs/<run_id>/source.tar.gz``. The bootstrap then
 drives the run's state machine on the instance:
 
 ``initialization``: unpack the source, start the watchdog (EC2), run the preflight checks
 (GPUs seen by torch, free disk, input data reachable). ``data_sync``: input datasets and, when
 resuming, the run's checkpoints and metrics come down. ``training``: the job's entrypoint runs
-through ``runtime.worker`` (under torchrun when the job asks for several GPUs) while a
+through ``stnlp.runtime.worker`` (under torchrun when the job asks for several GPUs) while a
 heartbeat thread uploads logs, metrics and checkpoints and watches for `stnlp runs kill`, and
 (EC2 spot) a poller watches the spot notice. ``results_sync``: the output is published to the
 model registry. Then ``cleanup`` releases the lock, and on EC2 the instance terminates itself.
@@ -37,9 +38,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from plugins.spec import JobSpec
-from runtime import logs, watchdog
-from runtime.backends.local import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings, load_settings
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime import logs, watchdog
+from stnlp.runtime.backends.local import (
     publish_outcome,
     read_outcome,
     stop_process,
@@ -48,15 +51,13 @@ from runtime.backends.local import (
     worker_error,
     write_work_file,
 )
-from runtime.backends.source import source_key, unpack_source
-from runtime.distributed import launch_command
-from runtime.errors import UserError
-from runtime.preflight import check_data, check_disk, check_gpus, run_preflight
-from runtime.runs import Run, load_run
-from runtime.settings import Settings, load_settings
-from runtime.spot import DEFAULT_IMDS_URL, Imds, SpotNotice, SpotPoller
-from runtime.store import Stores, open_stores, s3_client
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.runtime.backends.source import source_key, unpack_source
+from stnlp.runtime.distributed import launch_command
+from stnlp.runtime.preflight import check_data, check_disk, check_gpus, run_preflight
+from stnlp.runtime.runs import Run, load_run
+from stnlp.runtime.spot import DEFAULT_IMDS_URL, Imds, SpotNotice, SpotPoller
+from stnlp.runtime.store import Stores, open_stores, s3_client
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def upload_log_dir(run: Run, log_dir: Path) -> None:
 
 def unpack_runtime(stores: Stores, stack: str, run_id: str, dest: Path) -> Path:
     """Download and unpack the run's source, and put it first on the import path."""
-    from runtime.store import NotFoundError
+    from stnlp.runtime.store import NotFoundError
 
     try:
         data = stores.results.get(source_key(stack, run_id))
@@ -221,7 +222,7 @@ class Bootstrap:
 
     def _initialize(self) -> JobSpec:
         unpack_runtime(self.stores, self.stack, self.run_id, self.workdir / "src")
-        from plugins.manager import build_plugin_manager
+        from stnlp.plugins.manager import build_plugin_manager
 
         spec = build_plugin_manager(self.instance.settings).job(self.job)
         required = self.options.required_gpus
@@ -410,7 +411,7 @@ def run_instance(stack: str, job: str, run_id: str, options: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the bootstrap (run by the instance's user data or the container)."""
-    parser = argparse.ArgumentParser(prog="runtime.bootstrap")
+    parser = argparse.ArgumentParser(prog="stnlp.runtime.bootstrap")
     parser.add_argument("--stack", required=True)
     parser.add_argument("--job", required=True)
     parser.add_argument("--run-id", required=True)

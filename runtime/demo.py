@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.spec import JobSpec
-from runtime import logs
-from runtime.data import SAMPLE_DIR
-from runtime.errors import UserError
-from runtime.settings import Settings
-from runtime.store import NotFoundError, Stores, open_stores, sha256_file
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime import logs
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.store import NotFoundError, Stores, open_stores, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +87,21 @@ class FingerprintBook:
 def load_sample(stores: Stores, data_dir: Path) -> list[str]:
     """Validate ``data_dir`` and upload its datasets to ``raw/<dataset>/`` in the datasets store
     (unchanged files are skipped); return the dataset names."""
-    from runtime.upload import upload_path
+    from stnlp.runtime.upload import upload_path
 
     report = upload_path(data_dir, stores.datasets, progress=False)
     return sorted({key.split("/")[1] for key in report.uploaded + report.skipped})
 
 
 def _latest(stores: Stores, model: str) -> str | None:
-    from runtime.registry import ModelRegistry
+    from stnlp.runtime.registry import ModelRegistry
 
     return ModelRegistry(stores.models).latest(model)
 
 
 def _train(spec: JobSpec, settings: Settings, stores: Stores) -> str:
-    from runtime.backends import get_backend
-    from runtime.runs import load_run
+    from stnlp.runtime.backends import get_backend
+    from stnlp.runtime.runs import load_run
 
     run_id = get_backend("local")(spec, settings, stores=stores, preset=PRESET, progress=True)
     record = load_run(stores, settings.stack, run_id).record

@@ -1,7 +1,8 @@
 """Multi-GPU training: run a job's entrypoint under torchrun (DDP), one process per GPU.
 
 A job spec with ``gpu_count > 1`` is launched as
-``python -m torch.distributed.run --standalone --nproc-per-node N -m runtime.distributed ...``.
+``python -m torch.distributed.run --standalone --nproc-per-node N -m
+stnlp.runtime.distributed ...``.
 Each rank initialises the process group from the environment torchrun sets (``RANK``,
 ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``), with NCCL when each rank has
 a GPU and gloo otherwise, then calls the same entrypoint with a context of its own: rank 0
@@ -18,8 +19,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime import worker
-from runtime.training import METRICS_FILE, TrainingContext
+from stnlp.runtime import worker
+from stnlp.runtime.training import METRICS_FILE, TrainingContext
 
 
 @dataclass(frozen=True)
@@ -94,17 +95,17 @@ def rank_context(ctx: TrainingContext, info: DistInfo) -> TrainingContext:
 def launch_command(worker_args: list[str], gpu_count: int) -> list[str]:
     """The command running the worker: plain for 0-1 GPU, under torchrun for more."""
     if gpu_count <= 1:
-        return [sys.executable, "-m", "runtime.worker", *worker_args]
+        return [sys.executable, "-m", "stnlp.runtime.worker", *worker_args]
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={gpu_count}", "-m", "runtime.distributed", *worker_args,
+        f"--nproc-per-node={gpu_count}", "-m", "stnlp.runtime.distributed", *worker_args,
     ]  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
-    """One torchrun rank: join the group, run ``runtime.worker`` on this rank's work file."""
+    """One torchrun rank: join the group, run ``stnlp.runtime.worker`` on this rank's work file."""
     if len(argv) != 1:
-        print("usage: torchrun ... -m runtime.distributed WORK_JSON", file=sys.stderr)
+        print("usage: torchrun ... -m stnlp.runtime.distributed WORK_JSON", file=sys.stderr)
         return 2
     work_file = Path(argv[0])
     info = init_from_env()

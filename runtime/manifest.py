@@ -10,14 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
-from runtime.settings import Settings
-from runtime.store import BUCKETS
-
-
-def parameter_name(stack: str) -> str:
-    """The SSM parameter holding ``stack``'s manifest."""
-    return f"/stnlp/{stack}/manifest"
+from stnlp.common.errors import UserError
+from stnlp.common.names import BUCKET_KINDS, manifest_parameter
+from stnlp.common.settings import Settings
 
 
 def local_manifest(settings: Settings) -> dict[str, Any]:
@@ -25,7 +20,7 @@ def local_manifest(settings: Settings) -> dict[str, Any]:
     return {
         "stack": settings.stack,
         "region": settings.region,
-        "buckets": {name: name for name in BUCKETS},
+        "buckets": {name: name for name in BUCKET_KINDS},
         "launch_templates": {},
         "log_groups": {},
         "plugins": {},
@@ -39,7 +34,7 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     buckets = manifest.get("buckets")
     if not isinstance(buckets, dict):
         raise UserError(f"stack manifest {where}: field 'buckets' is missing or not an object")
-    missing = [name for name in BUCKETS if not buckets.get(name)]
+    missing = [name for name in BUCKET_KINDS if not buckets.get(name)]
     if missing:
         raise UserError(f"stack manifest {where}: buckets.{missing[0]} is missing")
     return manifest
@@ -66,9 +61,9 @@ def load_manifest(settings: Settings) -> dict[str, Any]:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from runtime.store import s3_client
+    from stnlp.runtime.store import s3_client
 
-    name = parameter_name(settings.stack)
+    name = manifest_parameter(settings.stack)
     where = f"SSM parameter {name} ({settings.region})"
     try:
         response = s3_client(settings, "ssm").get_parameter(Name=name)

@@ -1,4 +1,4 @@
-"""The model registry, on any :class:`runtime.store.ObjectStore`.
+"""The model registry, on any :class:`stnlp.runtime.store.ObjectStore`.
 
 Layout: ``models/<model>/<version>/`` holds the artifacts and ``manifest.json`` (each file with
 its sha256 and size, base model, run id, metrics, created time); ``models/<model>/latest.json``
@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime import logs
-from runtime.errors import ConflictError, UserError
-from runtime.settings import Settings
-from runtime.store import LocalStore, NotFoundError, ObjectStore, StoreError, sha256_file
+from stnlp.common.errors import ConflictError, UserError
+from stnlp.common.settings import Settings
+from stnlp.runtime import logs
+from stnlp.runtime.store import LocalStore, NotFoundError, ObjectStore, StoreError, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def fetch_latest(settings: Settings, model: str) -> LocalModel | None:
     A corrupt or unreadable version gives ``None`` too, so a caller can fall back to a hub model
     or an offline one. The local store is verified in place; S3 versions are cached locally.
     """
-    from runtime.store import open_stores
+    from stnlp.runtime.store import open_stores
 
     try:
         registry = ModelRegistry(open_stores(settings).models)

@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime import logs
-from runtime.errors import ConflictError, UserError
-from runtime.store import NotFoundError, ObjectStore, Stores
+from stnlp.common.errors import ConflictError, UserError
+from stnlp.common.names import EXPIRE_TAG
+from stnlp.runtime import logs
+from stnlp.runtime.store import NotFoundError, ObjectStore, Stores
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ STATES = tuple(TRANSITIONS)
 RESULTS = {"results_sync": "succeeded", "failed": "failed", "killed": "killed"}
 UPDATE_ATTEMPTS = 20
 # Object tags the stack's lifecycle rules expire by (see infra/storage.py).
-EXPIRE_TAG = "stnlp-expire"
 EXPIRE_LOGS = {EXPIRE_TAG: "logs"}
 EXPIRE_CHECKPOINTS = {EXPIRE_TAG: "checkpoints"}
 CLEANUP_ATTEMPTS = 5

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runtime.logs import event
+from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 

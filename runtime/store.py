@@ -1,8 +1,9 @@
 """The object store: one small interface, a local directory and S3 behind it.
 
 Both implementations support conditional writes (``if_none_match``: create only if absent;
-``if_match``: replace only if unchanged) and raise :class:`runtime.errors.ConflictError` when one
-loses. Etags are opaque strings: the sha256 of the content for the local store, S3's ETag for S3.
+``if_match``: replace only if unchanged) and raise
+:class:`stnlp.common.errors.ConflictError` when one loses. Etags are opaque strings: the sha256
+of the content for the local store, S3's ETag for S3.
 Keys are ``/``-separated relative paths, identical in both stores (see docs/architecture.md).
 """
 
@@ -24,13 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from runtime import logs
-from runtime.errors import ConflictError, UserError
-from runtime.settings import Settings
+from stnlp.common.errors import ConflictError, UserError
+from stnlp.common.names import BUCKET_KINDS
+from stnlp.common.settings import Settings
+from stnlp.runtime import logs
 
 log = logging.getLogger(__name__)
 
-BUCKETS = ("datasets", "models", "results")
 
 
 class StoreError(UserError):
@@ -465,13 +466,14 @@ def s3_client(settings: Settings, service: str = "s3") -> Any:
 def open_stores(settings: Settings) -> Stores:
     """The stores for ``settings``: folders under ``settings.store``, or the stack's S3 buckets.
 
-    For S3 the bucket names come from the stack manifest (:func:`runtime.manifest.load_manifest`).
+    For S3 the bucket names come from the stack manifest
+    (:func:`stnlp.runtime.manifest.load_manifest`).
     """
     if not settings.uses_s3:
         root = Path(settings.store)
-        return Stores(*(LocalStore(root / name) for name in BUCKETS))
-    from runtime.manifest import load_manifest
+        return Stores(*(LocalStore(root / name) for name in BUCKET_KINDS))
+    from stnlp.runtime.manifest import load_manifest
 
     buckets = load_manifest(settings)["buckets"]
     client = s3_client(settings)
-    return Stores(*(S3Store(buckets[name], client) for name in BUCKETS))
+    return Stores(*(S3Store(buckets[name], client) for name in BUCKET_KINDS))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
 """The local metrics file: one JSON object per line, appended by ``log_metrics``."""

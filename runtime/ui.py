@@ -2,8 +2,9 @@
 
 The shell guards the plugins' tabs: a tab whose ``build`` raises shows a message instead of
 taking the app down, and every callback a tab registers is wrapped so that a
-:class:`runtime.errors.UserError` reaches the page as its own message and any other exception as
-a short note naming the tab, never a stack trace (the traceback goes to the server log).
+:class:`stnlp.common.errors.UserError` reaches the page as its own message and any other
+exception as a short note naming the tab, never a stack trace (the traceback goes to the server
+log).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 
 import gradio as gr
 
-from runtime import logs
-from runtime.auth import BasicAuthMiddleware, Credentials, check_bind
-from runtime.errors import UserError
-from runtime.settings import Settings
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.runtime import logs
+from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class AppContext:
     """What a tab's ``build`` and ``model_source`` receive."""
 
     settings: Settings
-    registry: Any  # plugins.manager.Registry
+    registry: Any  # stnlp.plugins.manager.Registry
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def component_status(app: AppContext) -> list[ComponentStatus]:
     Reads only each model's ``latest.json`` and manifest: no artifact is downloaded or hashed,
     so a refresh stays cheap on S3 and with large models.
     """
-    from runtime.registry import ModelRegistry
-    from runtime.store import open_stores
+    from stnlp.runtime.registry import ModelRegistry
+    from stnlp.runtime.store import open_stores
 
     models_of: dict[str, set[str]] = {}
     for spec in app.registry.job_specs():

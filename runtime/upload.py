@@ -1,6 +1,6 @@
 """Upload datasets to a stack's datasets bucket: validate, checksum, skip what is unchanged.
 
-Every file is first loaded with :mod:`runtime.data` (bad data stops the upload before anything
+Every file is first loaded with :mod:`stnlp.runtime.data` (bad data stops the upload before anything
 is sent, naming file and field), then goes to ``raw/<dataset>/<file>``. Each object carries the
 sha256 of its content: in S3 as the object metadata ``sha256``; in the local store the etag is
 that sha256. A file whose stored sha256 matches is skipped.
@@ -21,9 +21,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from runtime.data import load_any
-from runtime.errors import DataError
-from runtime.store import ObjectStore, S3Store, sha256_file
+from stnlp.common.errors import DataError
+from stnlp.runtime.data import load_any
+from stnlp.runtime.store import ObjectStore, S3Store, sha256_file
 
 METADATA_KEY = "sha256"
 

@@ -1,6 +1,6 @@
 """A watchdog that ends a training instance at the job's maximum runtime, even if Python hangs.
 
-The bootstrap starts it as a separate process (``python -m runtime.watchdog``) in its own
+The bootstrap starts it as a separate process (``python -m stnlp.runtime.watchdog``) in its own
 session, so a bootstrap stuck in C code or a deadlock cannot stop it. When the deadline passes
 and the watched process is still alive, the watchdog kills the watched process group, records
 the run as ``failed`` with its logs, releases the lock, and terminates the instance. On a real
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.logs import event
+from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def start(
 ) -> subprocess.Popen:
     """Start the watchdog process for bootstrap ``pid``; it outlives a hung bootstrap."""
     command = [
-        sys.executable, "-m", "runtime.watchdog", "--deadline", f"{deadline:.3f}",
+        sys.executable, "-m", "stnlp.runtime.watchdog", "--deadline", f"{deadline:.3f}",
         "--pid", str(pid), "--stack", stack, "--job", job, "--run-id", run_id,
         "--log-dir", str(log_dir),
     ]  # fmt: skip
@@ -98,8 +98,8 @@ def start(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m runtime.watchdog``: wait for the deadline, then expire the run."""
-    parser = argparse.ArgumentParser(prog="runtime.watchdog")
+    """``python -m stnlp.runtime.watchdog``: wait for the deadline, then expire the run."""
+    parser = argparse.ArgumentParser(prog="stnlp.runtime.watchdog")
     parser.add_argument("--deadline", type=float, required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--stack", required=True)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not wait_until(args.deadline, args.pid):
         return 0
-    from runtime.bootstrap import Instance
+    from stnlp.runtime.bootstrap import Instance
 
     instance = Instance.from_env(args.stack)
     message = "exceeded the job's maximum runtime; stopped by the watchdog"

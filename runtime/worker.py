@@ -1,8 +1,8 @@
-"""The training subprocess: ``python -m runtime.worker WORK_JSON``.
+"""The training subprocess: ``python -m stnlp.runtime.worker WORK_JSON``.
 
 ``WORK_JSON`` is a file ``{"entrypoint": "module:function", "context": {...}}`` (the context as
-:meth:`runtime.training.TrainingContext.to_json` writes it). The worker calls the entrypoint
-through :func:`runtime.training.run_entrypoint` and writes, beside ``WORK_JSON``, either
+:meth:`stnlp.runtime.training.TrainingContext.to_json` writes it). The worker calls the entrypoint
+through :func:`stnlp.runtime.training.run_entrypoint` and writes, beside ``WORK_JSON``, either
 ``outcome.json`` (metrics and base model; exit status 0) or ``error.json`` (exception type and
 message; exit status 1). Backends (local subprocess, EC2 user data) run it the same way.
 """
@@ -15,13 +15,13 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from runtime.training import TrainingContext, run_entrypoint
+from stnlp.runtime.training import TrainingContext, run_entrypoint
 
 
 def main(argv: list[str]) -> int:
     """Run the entrypoint described by ``argv[0]``; return the exit status."""
     if len(argv) != 1:
-        print("usage: python -m runtime.worker WORK_JSON", file=sys.stderr)
+        print("usage: python -m stnlp.runtime.worker WORK_JSON", file=sys.stderr)
         return 2
     work_file = Path(argv[0])
     work = json.loads(work_file.read_text(encoding="utf-8"))

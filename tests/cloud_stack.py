@@ -17,14 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.manager import Registry, build_plugin_manager
-from runtime.manifest import parameter_name
-from runtime.settings import Settings
-from runtime.store import S3Store, Stores, s3_client
+from stnlp.common.names import (
+    BUCKET_KINDS,
+    bucket_name,
+    ec2_instance_type,
+    launch_template_name,
+    manifest_parameter,
+)
+from stnlp.common.settings import Settings
+from stnlp.plugins.manager import Registry, build_plugin_manager
+from stnlp.runtime.runs import JobLock, run_prefix
+from stnlp.runtime.store import S3Store, Stores, s3_client
 from tests.extension import install_example_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTINS = "chatbot,classifier,network"
+ACCOUNT = "123456789012"  # moto's account id
 TRANSCRIPT = (
     "name,line\n"
     "Mike,\"Okay, party, the dragon is asleep on a pile of gold.\"\n"
@@ -54,12 +62,12 @@ class Cloud:
 
     def record(self, run_id: str) -> dict[str, Any]:
         """The stored run record."""
-        key = f"{self.settings.stack}/runs/{run_id}/state.json"
+        key = f"{run_prefix(self.settings.stack, run_id)}/state.json"
         return json.loads(self.stores.results.get(key))
 
     def lock_holder(self, job: str) -> str | None:
         """The run id holding ``job``'s lock, or None."""
-        key = f"{self.settings.stack}/locks/{job}.json"
+        key = JobLock(self.stores.results, self.settings.stack, job).key
         if not self.stores.results.exists(key):
             return None
         return json.loads(self.stores.results.get(key))["run_id"]
@@ -103,21 +111,20 @@ def make_cloud(
     )  # fmt: skip
     s3 = s3_client(settings)
     ec2 = s3_client(settings, "ec2")
-    buckets = {}
-    for kind in ("datasets", "models", "results"):
-        buckets[kind] = f"stnlp-{stack}-{kind}"
-        s3.create_bucket(Bucket=buckets[kind])
-    stores = Stores(*(S3Store(buckets[k], s3) for k in ("datasets", "models", "results")))
+    buckets = {kind: bucket_name(stack, kind, ACCOUNT) for kind in BUCKET_KINDS}
+    for name in buckets.values():
+        s3.create_bucket(Bucket=name)
+    stores = Stores(*(S3Store(buckets[kind], s3) for kind in BUCKET_KINDS))
     stores.datasets.put("raw/transcripts/S01E01.csv", TRANSCRIPT.encode())
     registry = build_plugin_manager(settings)
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     templates = {}
     for spec in registry.job_specs():
-        name = f"stnlp-{stack}-{spec.name}"
+        name = launch_template_name(stack, spec.name)
         data = {
             "ImageId": image,
-            "InstanceType": spec.instance_type.removeprefix("ml."),
-            "IamInstanceProfile": {"Arn": "arn:aws:iam::123456789012:instance-profile/train"},
+            "InstanceType": ec2_instance_type(spec.instance_type),
+            "IamInstanceProfile": {"Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train"},
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
             "InstanceInitiatedShutdownBehavior": "terminate",
         }
@@ -130,11 +137,11 @@ def make_cloud(
     manifest = {
         "stack": stack, "region": settings.region, "buckets": buckets,
         "subnet_ids": ["subnet-1"], "security_group_id": "sg-1",
-        "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/train",
-        "sagemaker_role_arn": "arn:aws:iam::123456789012:role/stnlp-sagemaker",
+        "instance_profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train",
+        "sagemaker_role_arn": f"arn:aws:iam::{ACCOUNT}:role/stnlp-sagemaker",
         "launch_templates": templates, "log_groups": {}, "plugins": {},
     }  # fmt: skip
     s3_client(settings, "ssm").put_parameter(
-        Name=parameter_name(stack), Value=json.dumps(manifest), Type="String"
+        Name=manifest_parameter(stack), Value=json.dumps(manifest), Type="String"
     )
     return Cloud(settings, stores, ec2, manifest, registry, site)

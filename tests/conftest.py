@@ -2,9 +2,9 @@
 
 ``moto_endpoint`` (session): the URL of a ``ThreadedMotoServer`` on 127.0.0.1 and a free port.
 ``s3_client`` (session): a boto3 S3 client against it, built as the runtime builds its own.
-``stores``: a :class:`runtime.store.Stores` for each backend (``local`` folders under tmp_path,
-``s3`` fresh buckets on moto); tests using it run once per backend.
-``store``: one :class:`runtime.store.ObjectStore` of each backend (the results bucket).
+``stores``: a :class:`stnlp.runtime.store.Stores` for each backend (``local`` folders under
+tmp_path, ``s3`` fresh buckets on moto); tests using it run once per backend.
+``store``: one :class:`stnlp.runtime.store.ObjectStore` of each backend (the results bucket).
 ``stores_settings``: :class:`Settings` whose ``open_stores`` gives the same buckets as ``stores``
 (for S3: a fresh stack whose SSM manifest names them).
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 
 import pytest
 
-from runtime.manifest import parameter_name
-from runtime.settings import Settings
-from runtime.store import BUCKETS, LocalStore, S3Store, Stores
-from runtime.store import s3_client as make_s3_client
+from stnlp.common.names import BUCKET_KINDS, manifest_parameter
+from stnlp.common.settings import Settings
+from stnlp.runtime.store import LocalStore, S3Store, Stores
+from stnlp.runtime.store import s3_client as make_s3_client
+from tests.helpers import free_port
 
 _FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -29,12 +29,6 @@ _FAKE_AWS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +39,7 @@ def moto_endpoint():
     saved = {k: os.environ.get(k) for k in _FAKE_AWS}
     os.environ.update(_FAKE_AWS)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -80,9 +74,9 @@ def new_bucket(client, label: str) -> str:
 def stores(request, tmp_path) -> Stores:
     """A :class:`Stores` per backend: local folders, or fresh S3 buckets on moto."""
     if request.param == "local":
-        return Stores(*(LocalStore(tmp_path / "store" / name) for name in BUCKETS))
+        return Stores(*(LocalStore(tmp_path / "store" / name) for name in BUCKET_KINDS))
     client = request.getfixturevalue("s3_client")
-    return Stores(*(S3Store(new_bucket(client, name), client) for name in BUCKETS))
+    return Stores(*(S3Store(new_bucket(client, name), client) for name in BUCKET_KINDS))
 
 
 @pytest.fixture
@@ -104,10 +98,18 @@ def stores_settings(request, stores, tmp_path) -> Settings:
 
     settings = request.getfixturevalue("moto_settings")
     stack = f"t{uuid.uuid4().hex[:10]}"
-    buckets = {name: getattr(stores, name).bucket for name in BUCKETS}
+    buckets = {name: getattr(stores, name).bucket for name in BUCKET_KINDS}
     make_s3_client(settings, "ssm").put_parameter(
-        Name=parameter_name(stack),
+        Name=manifest_parameter(stack),
         Type="String",
         Value=json.dumps({"stack": stack, "region": settings.region, "buckets": buckets}),
     )
     return settings.with_overrides(stack=stack)
+
+
+@pytest.fixture
+def cloud(moto_endpoint, tmp_path, monkeypatch):
+    """A deployed stack on moto with the example plugin (a :class:`tests.cloud_stack.Cloud`)."""
+    from tests.cloud_stack import make_cloud
+
+    return make_cloud(moto_endpoint, tmp_path, monkeypatch)

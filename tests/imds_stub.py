@@ -26,7 +26,7 @@ class ImdsStub:
 
     @property
     def url(self) -> str:
-        """Base URL to give :class:`runtime.spot.Imds`."""
+        """Base URL to give :class:`stnlp.runtime.spot.Imds`."""
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 

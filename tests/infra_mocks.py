@@ -1,7 +1,7 @@
 """Pulumi mocks that record every resource, and helpers to build a stack under them.
 
 ``build(registry, config)`` runs the whole program in-process (no Pulumi CLI) and returns a
-:class:`Built` with every resource as an :class:`infra.policies.Resource` (camelCase inputs,
+:class:`Built` with every resource as an :class:`stnlp.infra.policies.Resource` (camelCase inputs,
 exactly what the engine would get) and the manifest document.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import pulumi
 
-from infra.names import PROJECT, manifest_parameter
-from infra.policies import Resource
+from stnlp.common.names import PROJECT, manifest_parameter
+from stnlp.infra.policies import Resource
 
 ACCOUNT = "123456789012"
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
@@ -137,8 +137,8 @@ def project_config(values: Mapping[str, Any], region: str = "us-east-1") -> dict
 
 def example_registry(settings=None, extra: tuple[tuple[str, Any], ...] = ()):
     """A registry with only the example plugin (and ``extra`` plugins), built-ins disabled."""
-    from plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
-    from runtime.settings import Settings
+    from stnlp.common.settings import Settings
+    from stnlp.plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
 
     if str(EXAMPLE_PLUGIN) not in sys.path:
         sys.path.insert(0, str(EXAMPLE_PLUGIN))

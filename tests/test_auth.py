@@ -8,7 +8,9 @@ import json
 import boto3
 import pytest
 
-from runtime.auth import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.runtime.auth import (
     ENV_PASSWORD,
     ENV_SSM_PARAMETER,
     ENV_USERNAME,
@@ -17,8 +19,6 @@ from runtime.auth import (
     check_bind,
     load_credentials,
 )
-from runtime.errors import UserError
-from runtime.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The instance bootstrap in a sandbox: a temp folder for the instance, the metadata stub with
 the spot notice, S3/EC2/SSM on moto's server. Each run is launched by the EC2 backend from the
-job's launch template, and its "instance" is a `python -m runtime.bootstrap` process.
+job's launch template, and its "instance" is a `python -m stnlp.runtime.bootstrap` process.
 """
 
 from __future__ import annotations
@@ -13,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.backends.ec2 import train_ec2
-from runtime.registry import ModelRegistry
-from runtime.training import METRICS_FILE
-from tests.cloud_stack import Cloud, make_cloud
+from stnlp.runtime.backends.ec2 import train_ec2
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.training import METRICS_FILE
+from tests.cloud_stack import Cloud
 from tests.imds_stub import ImdsStub
 
 JOB = "example-linefit"
-
-
-@pytest.fixture
-def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
-    """A stack on moto with the example plugin installed."""
-    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -60,7 +54,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Start the bootstrap as the instance's user data would."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "runtime.bootstrap", "--stack",
+        command = [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack",
                    self.cloud.settings.stack, "--job", JOB, "--run-id", self.run_id]
         self.proc = subprocess.Popen(command, env=self.env, cwd=self.workdir,
                                      start_new_session=True, stderr=subprocess.PIPE, text=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.backends.ec2 import train_ec2
-from runtime.registry import ModelRegistry
-from runtime.upload import upload_path
+from stnlp.runtime.backends.ec2 import train_ec2
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.upload import upload_path
 from tests.cloud_stack import make_cloud
 from tests.imds_stub import ImdsStub
 
@@ -32,7 +32,7 @@ def test_builtin_job_tiny_preset_runs_through_the_bootstrap(moto_endpoint, tmp_p
                                  STNLP_DISABLED_PLUGINS="")
         (tmp_path / "instance").mkdir()
         done = subprocess.run(
-            [sys.executable, "-m", "runtime.bootstrap", "--stack", cloud.settings.stack,
+            [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack", cloud.settings.stack,
              "--job", JOB, "--run-id", run_id],
             env=env, cwd=tmp_path / "instance", capture_output=True, text=True, timeout=300,
         )

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from runtime import watchdog
-from runtime.bootstrap import Options
-from runtime.errors import UserError
-from runtime.preflight import (
+from stnlp.common.errors import UserError
+from stnlp.runtime import watchdog
+from stnlp.runtime.bootstrap import Options
+from stnlp.runtime.preflight import (
     PreflightError,
     check_data,
     check_disk,
     check_gpus,
     run_preflight,
 )
-from runtime.spot import Imds, ImdsError, SpotPoller
+from stnlp.runtime.spot import Imds, ImdsError, SpotPoller
 from tests.imds_stub import ImdsStub
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from plugins.chatbot.data import encode, encode_all, load_split
-from plugins.chatbot.packing import IGNORE
-from plugins.chatbot.tiny import tiny_tokenizer
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot.data import encode, encode_all, load_split
+from stnlp.plugins.chatbot.packing import IGNORE
+from stnlp.plugins.chatbot.tiny import tiny_tokenizer
 
 ELEVEN_LINES = [
     "Friends don't lie.",

@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from plugins.chatbot.loss import loss_sum
-from plugins.chatbot.packing import ATTENTION, IGNORE, Sample, collate, model_inputs, pack
-from plugins.chatbot.tiny import tiny_model
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot.loss import loss_sum
+from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, Sample, collate, model_inputs, pack
+from stnlp.plugins.chatbot.tiny import tiny_model
 
 
 def _samples(count: int, vocab: int, seed: int = 3) -> list[Sample]:

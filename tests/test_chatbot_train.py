@@ -8,9 +8,10 @@ import gradio as gr
 import pytest
 import torch
 
-from plugins.chatbot import artifacts
-from plugins.chatbot.data import encode_all, load_split
-from plugins.chatbot.infer import (
+from stnlp.common.settings import Settings
+from stnlp.plugins.chatbot import artifacts
+from stnlp.plugins.chatbot.data import encode_all, load_split
+from stnlp.plugins.chatbot.infer import (
     OFFLINE,
     ModelChat,
     describe_sources,
@@ -19,15 +20,14 @@ from plugins.chatbot.infer import (
     source_for,
     trim_history,
 )
-from plugins.chatbot.tab import respond
-from plugins.chatbot.train import held_out_loss, train
-from plugins.manager import build_plugin_manager
-from runtime.cli import main
-from runtime.registry import ModelRegistry
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.training import TrainingContext
-from runtime.ui import AppContext, build_app
+from stnlp.plugins.chatbot.tab import respond
+from stnlp.plugins.chatbot.train import held_out_loss, train
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.cli import main
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.training import TrainingContext
+from stnlp.runtime.ui import AppContext, build_app
 from tests.test_chatbot_data import ELEVEN_LINES, OTHERS, write_dataset
 
 
@@ -139,7 +139,7 @@ def test_offline_responder_answers_with_a_real_line(data_dir):
 
 def test_eval_report_for_adapter_and_offline(trained, registry, data_dir, capsys):
     ctx, _, _ = trained
-    from plugins.chatbot.evaluate import evaluate
+    from stnlp.plugins.chatbot.evaluate import evaluate
 
     report = evaluate(
         registry.settings,
@@ -209,9 +209,9 @@ def test_jobs_are_valid_specs(registry):
 
 
 def test_dataset_folder_prefers_the_stores_raw_copy(tmp_path, data_dir):
-    from plugins.chatbot.infer import dataset_folder
-    from runtime.data import SAMPLE_DIR
-    from runtime.store import open_stores
+    from stnlp.plugins.chatbot.infer import dataset_folder
+    from stnlp.runtime.data import SAMPLE_DIR
+    from stnlp.runtime.store import open_stores
 
     settings = Settings(store=str(tmp_path / "store"))
     assert dataset_folder(settings, "characters") == SAMPLE_DIR / "characters"

@@ -10,24 +10,28 @@ import gradio as gr
 import pytest
 import torch
 
-from plugins.classifier import location_tab
-from plugins.classifier.defaults import TINY
-from plugins.classifier.encoder import shared_encoder
-from plugins.classifier.labels import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins.classifier import location_tab
+from stnlp.plugins.classifier.defaults import TINY
+from stnlp.plugins.classifier.labels import (
     Example,
     class_weights,
     classification_metrics,
     stratified_split,
 )
-from plugins.classifier.location_centroid import fit_with_holdout
-from plugins.classifier.location_job import fine_tune, train
-from plugins.classifier.location_model import LocationClassifier, build_classifier, save_classifier
-from plugins.classifier.plugin import stnlp_training_jobs
-from runtime.errors import UserError
-from runtime.registry import ModelRegistry
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.training import TrainingContext
+from stnlp.plugins.classifier.location_centroid import fit_with_holdout
+from stnlp.plugins.classifier.location_job import fine_tune, train
+from stnlp.plugins.classifier.location_model import (
+    LocationClassifier,
+    build_classifier,
+    save_classifier,
+)
+from stnlp.plugins.classifier.plugin import stnlp_training_jobs
+from stnlp.runtime.encoder import shared_encoder
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.training import TrainingContext
 
 torch.set_num_threads(2)
 

@@ -6,10 +6,10 @@ import gradio as gr
 import pytest
 import torch
 
-from plugins.classifier import theme_tab
-from plugins.manager import build_plugin_manager
-from runtime.settings import Settings
-from runtime.ui import AppContext
+from stnlp.common.settings import Settings
+from stnlp.plugins.classifier import theme_tab
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.ui import AppContext
 
 torch.set_num_threads(1)
 

@@ -11,25 +11,25 @@ import torch
 from pandas.testing import assert_frame_equal
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
-from plugins.classifier import theme_tab
-from plugins.classifier.encoder import minilm_path, shared_encoder
-from plugins.classifier.plugin import stnlp_training_jobs
-from plugins.classifier.theme_job import RESULT_FILE, run
-from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
-from plugins.classifier.theme_scores import ThemeCache, score_corpus
-from plugins.classifier.themes import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins.classifier import theme_tab
+from stnlp.plugins.classifier.plugin import stnlp_training_jobs
+from stnlp.plugins.classifier.theme_job import RESULT_FILE, run
+from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from stnlp.plugins.classifier.theme_scores import ThemeCache, score_corpus
+from stnlp.plugins.classifier.themes import (
     DEFAULT_THEMES,
     Episode,
     episodes_from_captions,
     parse_themes,
     split_sentences,
 )
-from runtime.data import load_subtitles
-from runtime.errors import UserError
-from runtime.registry import ModelRegistry
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.training import TrainingContext
+from stnlp.runtime.data import load_subtitles
+from stnlp.runtime.encoder import minilm_path, shared_encoder
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.training import TrainingContext
 
 torch.set_num_threads(1)
 

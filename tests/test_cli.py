@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-
-def stnlp(*args: str, cwd=None, env=None):
-    """Run `stnlp` in a subprocess and return the completed process."""
-    return subprocess.run(
-        [sys.executable, "-c", "from runtime.cli import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})},
-    )
+from tests.helpers import run_stnlp
 
 
 def test_unknown_command_is_one_line_and_exit_2():
-    result = stnlp("frobnicate")
+    result = run_stnlp("frobnicate")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: No such command 'frobnicate'."]
 
 
 def test_bad_settings_file_is_one_line(tmp_path):
     (tmp_path / "stnlp.toml").write_text("store = ")
-    result = stnlp("plugins", cwd=tmp_path)
+    result = run_stnlp("plugins", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "stnlp.toml is not valid TOML" in lines[0]
@@ -32,13 +22,13 @@ def test_bad_settings_file_is_one_line(tmp_path):
 
 def test_debug_shows_the_traceback(tmp_path):
     (tmp_path / "stnlp.toml").write_text("store = ")
-    result = stnlp("--debug", "plugins", cwd=tmp_path)
+    result = run_stnlp("--debug", "plugins", cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" in result.stderr
 
 
 def test_plugins_lists_builtins(tmp_path):
-    result = stnlp("plugins", cwd=tmp_path, env={"COLUMNS": "200"})
+    result = run_stnlp("plugins", cwd=tmp_path, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     for name in ("chatbot", "classifier", "network"):
         assert name in result.stdout

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from stnlp.runtime.cli import main
+from tests.helpers import run_stnlp
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 
@@ -68,33 +67,9 @@ def test_validate_nothing_to_load(tmp_path, capsys):
 
 
 def test_stnlp_command_end_to_end(tmp_path):
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from runtime.cli import main; main()",
-            "data",
-            "validate",
-            str(SAMPLE / "subtitles"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = run_stnlp("data", "validate", str(SAMPLE / "subtitles"), check=False)
     assert ok.returncode == 0, ok.stderr
     assert "subtitles" in ok.stdout and "malformed" in ok.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from runtime.cli import main; main()",
-            "data",
-            "validate",
-            str(tmp_path / "nope"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = run_stnlp("data", "validate", str(tmp_path / "nope"), check=False)
     assert bad.returncode == 2
     assert bad.stderr == f"error: {tmp_path / 'nope'}: no such file or folder\n"

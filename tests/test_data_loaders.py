@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.data import (
+from stnlp.common.errors import DataError
+from stnlp.runtime.data import (
     Caption,
     Character,
     Location,
@@ -20,7 +21,6 @@ from runtime.data import (
     load_subtitles,
     load_transcripts,
 )
-from runtime.errors import DataError
 
 
 def write(path: Path, content: str | bytes) -> Path:

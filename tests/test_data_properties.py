@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.data import Caption, TranscriptLine, load_subtitles, load_transcripts
+from stnlp.runtime.data import Caption, TranscriptLine, load_subtitles, load_transcripts
 
 MARKUP = "<>[](){}\\-♪♫"
 word = st.text(

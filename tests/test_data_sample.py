@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.data import group_by_episode, load_corpus
+from stnlp.runtime.data import group_by_episode, load_corpus
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 MAIN = ("Eleven", "Mike", "Dustin", "Lucas", "Will", "Hopper", "Joyce")

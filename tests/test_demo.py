@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-from plugins.manager import build_plugin_manager
-from runtime.data import SAMPLE_DIR
-from runtime.demo import job_fingerprint, train_all
-from runtime.errors import UserError
-from runtime.settings import Settings
-from runtime.ui import AppContext, status_markdown
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.demo import job_fingerprint, train_all
+from stnlp.runtime.ui import AppContext, status_markdown
 from tests.extension import install_example_plugin
 
 # Only the example plugin's job (seconds on a CPU); the built-in jobs have their own tests.
@@ -60,8 +60,8 @@ def test_retrain_flag_and_a_moved_pointer_retrain(demo):
     assert _actions(train_all(settings, registry, data, retrain=True))["example-linefit"][0] == (
         "trained"
     )
-    from runtime.registry import ModelRegistry
-    from runtime.store import open_stores
+    from stnlp.runtime.registry import ModelRegistry
+    from stnlp.runtime.store import open_stores
 
     models = ModelRegistry(open_stores(settings).models)
     versions = models.versions("line-length")

@@ -1,4 +1,4 @@
-"""Multi-GPU code path: torchrun with 2 CPU processes (gloo) through runtime.distributed."""
+"""Multi-GPU code path: torchrun with 2 CPU processes (gloo) through stnlp.runtime.distributed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import distributed
-from runtime.distributed import DistInfo, dist_info, launch_command, rank_context
-from runtime.training import METRICS_FILE, TrainingContext, TrainingOutcome
+from stnlp.runtime import distributed
+from stnlp.runtime.distributed import DistInfo, dist_info, launch_command, rank_context
+from stnlp.runtime.training import METRICS_FILE, TrainingContext, TrainingOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 TRUE_WEIGHTS = [1.0, 2.0, -1.0]
@@ -66,11 +66,11 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_launch_command_uses_torchrun_only_for_several_gpus():
-    assert launch_command(["w.json"], 1) == [sys.executable, "-m", "runtime.worker", "w.json"]
+    assert launch_command(["w.json"], 1) == [sys.executable, "-m", "stnlp.runtime.worker", "w.json"]
     command = launch_command(["w.json"], 4)
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert "--nproc-per-node=4" in command
-    assert command[-3:] == ["-m", "runtime.distributed", "w.json"]
+    assert command[-3:] == ["-m", "stnlp.runtime.distributed", "w.json"]
 
 
 def test_rank_context_keeps_rank_zero_and_moves_the_others(tmp_path):

@@ -7,26 +7,20 @@ import json
 
 import pytest
 
-from infra.names import TAG_JOB, TAG_STACK
-from runtime.backends.ec2 import (
+from stnlp.common.errors import UserError
+from stnlp.common.names import TAG_JOB, TAG_STACK
+from stnlp.runtime.backends.ec2 import (
     SPOT_OPTIONS,
     TAG_RUN,
     kill_ec2_run,
     sweep_instances,
     train_ec2,
 )
-from runtime.errors import UserError
-from runtime.runs import JobLockedError, Run
-from runtime.store import s3_client
-from tests.cloud_stack import Cloud, make_cloud, recording_client
+from stnlp.runtime.runs import JobLockedError, Run
+from stnlp.runtime.store import s3_client
+from tests.cloud_stack import recording_client
 
 JOB = "example-linefit"
-
-
-@pytest.fixture
-def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
-    """A stack on moto with the example plugin installed."""
-    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -62,7 +56,8 @@ def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, s
         expected["InstanceMarketOptions"] = SPOT_OPTIONS
     user_data = request.pop("UserData")
     assert request == expected
-    assert f"-m runtime.bootstrap --stack {stack} --job {JOB} --run-id {run_id}\n" in user_data
+    command = f"-m stnlp.runtime.bootstrap --stack {stack} --job {JOB} --run-id {run_id}\n"
+    assert command in user_data
     assert "shutdown -h +25" in user_data  # max runtime 10 min + grace
     record = cloud.record(run_id)
     instance_id = record["instance_id"]
@@ -146,7 +141,7 @@ def test_sweep_terminates_instances_of_ended_and_stale_runs_only(cloud, ec2):
 def _cli(monkeypatch, tmp_path, cloud, *args: str):
     from click.testing import CliRunner
 
-    from runtime.cli.base import cli
+    from stnlp.runtime.cli.base import cli
 
     monkeypatch.setenv("STNLP_ENDPOINT_URL", cloud.settings.endpoint_url)
     monkeypatch.setenv("STNLP_REGION", cloud.settings.region)
@@ -183,7 +178,7 @@ def test_runs_sweep_command_terminates_stale_instances(cloud, ec2, monkeypatch, 
 
 
 def test_cli_helpers_launch_and_kill_a_cloud_run(cloud):
-    from runtime.cli.cloud import kill_cloud_run, launch
+    from stnlp.runtime.cli.cloud import kill_cloud_run, launch
 
     record = launch("ec2", cloud.registry.job(JOB), cloud.settings, cloud.stores, wait=False,
                     preset="tiny")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import gradio as gr
 import pytest
 
-from plugins.manager import build_plugin_manager
-from runtime.settings import Settings
-from runtime.ui import AppContext, build_app
+from stnlp.common.settings import Settings
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.ui import AppContext, build_app
 from tests.extension import install_example_plugin
+from tests.helpers import run_stnlp
 
 
 @pytest.fixture
@@ -40,10 +37,7 @@ def test_entry_point_plugin_can_be_disabled(example_site):
 
 
 def test_stnlp_plugins_lists_the_extension(example_site):
-    env = {**os.environ, "PYTHONPATH": str(example_site), "COLUMNS": "200"}
-    out = subprocess.run(
-        [sys.executable, "-c", "from runtime.cli import main; main()", "plugins"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout
+    env = {"PYTHONPATH": str(example_site), "COLUMNS": "200"}
+    out = run_stnlp("plugins", env=env, check=True).stdout
     for expected in ("chatbot", "classifier", "network", "example", "example-linefit"):
         assert expected in out

@@ -1,4 +1,4 @@
-"""Stack config: Pulumi.yaml declares exactly the keys infra/config.py reads; bad values fail."""
+"""Stack config: Pulumi.yaml declares exactly the keys of stnlp/common/stackconfig.py."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pulumi
 import pytest
 import yaml
 
-from infra.config import KEYS, config_from_stack_file, load_config
-from infra.names import PROJECT
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.common.names import PROJECT
+from stnlp.common.stackconfig import KEYS, config_from_stack_file
+from stnlp.infra.config import load_config
 from tests.infra_mocks import RecordingMocks, config_strings, project_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import config_from_stack_file
-from infra.cost import estimate, load_prices
-from plugins.spec import JobSpec
-from runtime.cli import main
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.common.stackconfig import config_from_stack_file
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime.cli import main
+from stnlp.runtime.cost import estimate, load_prices
 from tests.extension import install_example_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_nat_gateway_and_alarms_beyond_the_free_tier_cost_money():
 
 
 def test_price_table_names_its_source_and_date_and_prices_every_gpu_type():
-    from plugins.spec import GPU_INSTANCE_GPUS
+    from stnlp.plugins.spec import GPU_INSTANCE_GPUS
 
     prices = load_prices()
     assert prices["source"] and prices["recorded"]

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pulumi_policy
 import pytest
 
-from infra.policies import RULES, Resource, check_all
-from infra.stack import build_stack
+from stnlp.infra.policies import RULES, Resource, check_all
+from stnlp.infra.stack import build_stack
 from tests.infra_mocks import example_registry, project_config, run_program
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,13 +7,13 @@ import ipaddress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.config import LOG_RETENTION_DAYS
-from infra.policies import check_all
-from infra.stack import build_stack
-from plugins import hookimpl
-from plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
-from plugins.spec import GPU_INSTANCE_GPUS, JobSpec
-from runtime.settings import Settings
+from stnlp.common.settings import Settings
+from stnlp.common.stackconfig import LOG_RETENTION_DAYS
+from stnlp.infra.policies import check_all
+from stnlp.infra.stack import build_stack
+from stnlp.plugins import hookimpl
+from stnlp.plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
+from stnlp.plugins.spec import GPU_INSTANCE_GPUS, JobSpec
 from tests.infra_mocks import project_config, run_program
 
 

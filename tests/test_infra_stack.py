@@ -11,14 +11,14 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from infra.config import read_stack_file
-from infra.policies import check_all
-from infra.stack import build_stack
-from plugins import hookimpl
-from plugins.manager import build_plugin_manager
-from plugins.spec import JobSpec
-from runtime.errors import UserError
-from runtime.settings import Settings
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.common.stackconfig import read_stack_file
+from stnlp.infra.policies import check_all
+from stnlp.infra.stack import build_stack
+from stnlp.plugins import hookimpl
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.plugins.spec import JobSpec
 from tests.extension import install_example_plugin
 from tests.infra_mocks import ACCOUNT, example_registry, project_config, run_program
 
@@ -147,7 +147,7 @@ def test_launch_template_of_a_job(dev):
         "project": "stranger-things-nlp",
     }
     script = base64.b64decode(props["userData"]).decode()
-    assert "python -m runtime.bootstrap --stack dev --job example-linefit" in script
+    assert "python -m stnlp.runtime.bootstrap --stack dev --job example-linefit" in script
     assert "trap finish EXIT" in script
     [ami_call] = [args for token, args in dev.calls if token == "aws:ec2/getAmi:getAmi"]
     assert ami_call["owners"] == ["amazon"]

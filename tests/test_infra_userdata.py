@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from infra.userdata import (
+from stnlp.common.errors import UserError
+from stnlp.common.userdata import (
     BOOT_LOG,
     GRACE_MINUTES,
     render_interface_user_data,
     render_user_data,
 )
-from runtime.errors import UserError
 
 
 def _bash_syntax_ok(script: str) -> None:
@@ -32,7 +32,7 @@ def test_training_user_data_bootstraps_the_job_and_shuts_down():
     assert lines[0] == "#!/bin/bash"
     trap = lines.index("trap finish EXIT")
     run = lines.index(
-        "/opt/stnlp/.venv/bin/python -m runtime.bootstrap --stack dev --job chatbot-llama"
+        "/opt/stnlp/.venv/bin/python -m stnlp.runtime.bootstrap --stack dev --job chatbot-llama"
     )
     assert trap < run
     assert f"shutdown -h +{90 + GRACE_MINUTES}" in lines

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -13,20 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from runtime.backends.local import Intervals, train_local
-from runtime.cli.train import parse_overrides
-from runtime.errors import DataError, UserError
-from runtime.registry import ModelRegistry, fetch_latest
-from runtime.runs import JobLock, list_runs, load_run, request_kill, run_prefix
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.upload import upload_path
+from stnlp.common.errors import DataError, UserError
+from stnlp.common.settings import Settings
+from stnlp.runtime.backends.local import Intervals, train_local
+from stnlp.runtime.cli.train import parse_overrides
+from stnlp.runtime.registry import ModelRegistry, fetch_latest
+from stnlp.runtime.runs import JobLock, list_runs, load_run, request_kill, run_prefix
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.upload import upload_path
 from tests.extension import install_example_plugin
 
 sys.path.insert(0, str(Path(__file__).parent / "example_plugin"))
 from stnlp_example import plugin as example_plugin  # noqa: E402
 
-from plugins.manager import build_plugin_manager  # noqa: E402
+from stnlp.plugins.manager import build_plugin_manager  # noqa: E402
+from tests.helpers import run_stnlp
 
 FAST = Intervals(heartbeat=0.2, upload=0.3, poll=0.05, terminate_grace=5)
 
@@ -161,15 +161,6 @@ def test_missing_dataset_fails_the_run_with_a_clear_error(job, stores_settings, 
     assert JobLock(stores.results, stores_settings.stack, job.name).holder() is None
 
 
-def _stnlp(args, env):
-    return subprocess.run(
-        [sys.executable, "-c", "from runtime.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-
-
 @pytest.mark.slow
 def test_cli_data_train_models_runs(tmp_path):
     """`stnlp data upload`, `train`, `models`, `runs` on the local store, as a user runs them."""
@@ -179,23 +170,27 @@ def test_cli_data_train_models_runs(tmp_path):
     (sample / "S01E01.csv").write_text("name,line\nEleven,Friends don't lie.\nMike,Hi\n")
     env = {**os.environ, "STNLP_STORE": str(tmp_path / "store"), "PYTHONPATH": str(site)}
     env.pop("STNLP_SETTINGS", None)
+
+    def stnlp(*args: str):
+        return run_stnlp(*args, env=env, replace_env=True)
+
     assert (
-        "1 file(s) uploaded" in _stnlp(["data", "upload", str(tmp_path / "sample")], env).stdout
+        "1 file(s) uploaded" in stnlp("data", "upload", str(tmp_path / "sample")).stdout
     )
-    first = _stnlp(["train", "example-linefit", "--preset", "tiny"], env)
+    first = stnlp("train", "example-linefit", "--preset", "tiny")
     assert first.returncode == 0, first.stderr
     assert "succeeded" in first.stdout and "published line-length v" in first.stdout
-    failed = _stnlp(["train", "example-linefit", "--set", "fail_at_step=1"], env)
+    failed = stnlp("train", "example-linefit", "--set", "fail_at_step=1")
     assert failed.returncode == 2 and "injected failure at step 1" in failed.stderr
-    listing = _stnlp(["runs", "list"], env).stdout
+    listing = stnlp("runs", "list").stdout
     assert listing.count("example-linefit-") == 2 and "failed" in listing
     run_id = first.stdout.split()[1].rstrip(":")
-    assert "finished" in _stnlp(["runs", "logs", run_id], env).stdout
-    assert '"result": "succeeded"' in _stnlp(["runs", "show", run_id], env).stdout
-    assert "line-length" in _stnlp(["models", "list"], env).stdout
-    assert f'"run_id": "{run_id}"' in _stnlp(["models", "show", "line-length"], env).stdout
+    assert "finished" in stnlp("runs", "logs", run_id).stdout
+    assert '"result": "succeeded"' in stnlp("runs", "show", run_id).stdout
+    assert "line-length" in stnlp("models", "list").stdout
+    assert f'"run_id": "{run_id}"' in stnlp("models", "show", "line-length").stdout
     version = first.stdout.split()[-1]
-    rollback = _stnlp(["models", "rollback", "line-length", version], env)
+    rollback = stnlp("models", "rollback", "line-length", version)
     assert rollback.stdout.strip() == f"line-length: latest {version} -> {version}"
 
 

@@ -1,7 +1,7 @@
 """Co-occurrence in a sliding window of sentences: exact cases and hypothesis properties.
 
 These run on per-sentence character sets (no spaCy); the definition under test is the one in
-``plugins.network.cooccurrence``'s docstring.
+``stnlp.plugins.network.cooccurrence``'s docstring.
 """
 
 import networkx as nx
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins.network.cooccurrence import cooccurrences
-from plugins.network.graph import add_episode, annotate, filtered, strongest_edges
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.network.cooccurrence import cooccurrences
+from stnlp.plugins.network.graph import add_episode, annotate, filtered, strongest_edges
 
 NAMES = ("Eleven", "Mike", "Dustin", "Lucas", "Will")
 sentences_st = st.lists(st.frozensets(st.sampled_from(NAMES), max_size=3), max_size=30)

@@ -6,15 +6,15 @@ import json
 import networkx as nx
 import pytest
 
-from plugins.network.export import read_network, write_exports
-from plugins.network.job import params_from, run
-from plugins.network.names import CharacterIndex
-from plugins.network.ner import load_ner, persons_per_sentence
-from plugins.network.params import NetworkParams
-from plugins.network.pipeline import build_network
-from runtime.data import load_characters, load_subtitles
-from runtime.errors import DataError, UserError
-from runtime.training import TrainingContext
+from stnlp.common.errors import DataError, UserError
+from stnlp.plugins.network.export import read_network, write_exports
+from stnlp.plugins.network.job import params_from, run
+from stnlp.plugins.network.names import CharacterIndex
+from stnlp.plugins.network.ner import load_ner, persons_per_sentence
+from stnlp.plugins.network.params import NetworkParams
+from stnlp.plugins.network.pipeline import build_network
+from stnlp.runtime.data import load_characters, load_subtitles
+from stnlp.runtime.training import TrainingContext
 
 CHARACTERS = [
     {"character_name": "Mike Wheeler", "description": "The leader of the party."},
@@ -36,7 +36,7 @@ EPISODES = {
     "S02E01": ["Max Mayfield skated past Dustin Henderson.", "Dustin smiled."],
     "S02E02": ["The lab was quiet.", "It was raining all night."],
 }
-# Window 2, counted by hand from the definition in plugins.network.cooccurrence.
+# Window 2, counted by hand from the definition in stnlp.plugins.network.cooccurrence.
 EXPECTED_EDGES = {
     ("Dustin Henderson", "Mike Wheeler"): 2,
     ("Lucas Sinclair", "Mike Wheeler"): 1,
@@ -248,8 +248,8 @@ def test_job_rejects_unknown_or_mistyped_hyperparameters():
 
 def test_skipping_sentences_without_name_words_changes_nothing():
     """On the sample subtitles: the prefilter gives what running every sentence would give."""
-    from plugins.network.corpus import episodes_from_captions
-    from plugins.network.tab import SAMPLE_DIR
+    from stnlp.plugins.network.corpus import episodes_from_captions
+    from stnlp.plugins.network.tab import SAMPLE_DIR
 
     captions = load_subtitles(SAMPLE_DIR / "subtitles").records
     names = [c.name for c in load_characters(SAMPLE_DIR / "characters").records]

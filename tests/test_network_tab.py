@@ -6,15 +6,15 @@ import gradio as gr
 import networkx as nx
 import pytest
 
-from plugins.network import plugin, tab
-from plugins.network.export import write_exports
-from plugins.network.graph import add_episode, annotate
-from plugins.network.render import iframe, network_page
-from plugins.spec import validate_job, validate_tab
-from runtime.registry import ModelRegistry
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.ui import AppContext
+from stnlp.common.settings import Settings
+from stnlp.plugins.network import plugin, tab
+from stnlp.plugins.network.export import write_exports
+from stnlp.plugins.network.graph import add_episode, annotate
+from stnlp.plugins.network.render import iframe, network_page
+from stnlp.plugins.spec import validate_job, validate_tab
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.ui import AppContext
 
 EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""",

@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 
-from plugins import hookimpl, hookspecs
-from plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
-from plugins.spec import JobSpec, SpecError, TabSpec
-from runtime.settings import Settings
+from stnlp.common.settings import Settings
+from stnlp.plugins import hookimpl, hookspecs
+from stnlp.plugins.manager import DEFAULT_PLUGINS, build_plugin_manager
+from stnlp.plugins.spec import JobSpec, SpecError, TabSpec
 
 
 def job(**changes) -> JobSpec:

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from runtime.errors import UserError
-from runtime.registry import CorruptModelError, ModelRegistry, fetch_latest
-from runtime.store import LocalStore, open_stores
+from stnlp.common.errors import UserError
+from stnlp.runtime.registry import CorruptModelError, ModelRegistry, fetch_latest
+from stnlp.runtime.store import LocalStore, open_stores
 from tests.s3_faults import FailingS3
 
 
@@ -94,7 +94,7 @@ def test_local_store_verifies_in_place(tmp_path):
 
 
 def test_a_verified_version_is_hashed_once_until_a_file_changes(tmp_path, monkeypatch):
-    import runtime.registry as registry_module
+    import stnlp.runtime.registry as registry_module
 
     registry = ModelRegistry(LocalStore(tmp_path / "models"))
     registry.publish("demo", _model_dir(tmp_path / "a", "x"))

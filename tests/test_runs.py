@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from runtime.errors import UserError
-from runtime.runs import (
+from stnlp.common.errors import UserError
+from stnlp.runtime.runs import (
     TRANSITIONS,
     InvalidTransition,
     JobLock,
@@ -158,8 +158,9 @@ def test_lock_left_by_an_ended_run_is_taken_over(stores):
 
 def test_logs_and_checkpoints_carry_the_expiry_tags(s3_client, tmp_path):
     """S3 lifecycle rules expire run logs and checkpoints by tag, so a run's uploads carry it."""
-    from runtime.runs import EXPIRE_TAG, Run
-    from runtime.store import S3Store, Stores
+    from stnlp.common.names import EXPIRE_TAG
+    from stnlp.runtime.runs import Run
+    from stnlp.runtime.store import S3Store, Stores
     from tests.conftest import new_bucket
 
     stores = Stores(*(S3Store(new_bucket(s3_client, kind), s3_client) for kind in "dmr"))

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from runtime import runs
-from runtime.runs import STATES, TRANSITIONS, InvalidTransition, JobLockedError, Run, load_run
-from runtime.store import ObjectStore, Stores
+from stnlp.runtime import runs
+from stnlp.runtime.runs import STATES, TRANSITIONS, InvalidTransition, JobLockedError, Run, load_run
+from stnlp.runtime.store import ObjectStore, Stores
 
 JOBS = ("job-a", "job-b")
 

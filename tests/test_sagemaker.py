@@ -7,19 +7,13 @@ import sys
 
 import pytest
 
-from runtime.backends.sagemaker import apply_status, mirror_status, train_sagemaker
-from runtime.errors import UserError
-from runtime.registry import ModelRegistry
-from runtime.runs import Run, load_run
-from tests.cloud_stack import Cloud, make_cloud, recording_client
+from stnlp.common.errors import UserError
+from stnlp.runtime.backends.sagemaker import apply_status, mirror_status, train_sagemaker
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.runs import Run, load_run
+from tests.cloud_stack import recording_client
 
 JOB = "example-linefit"
-
-
-@pytest.fixture
-def cloud(moto_endpoint, tmp_path, monkeypatch) -> Cloud:
-    """A stack on moto with the example plugin installed."""
-    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -43,7 +37,7 @@ def test_training_job_request_runs_the_bootstrap_with_managed_spot(cloud, sagema
     assert request["RoleArn"] == cloud.manifest["sagemaker_role_arn"]
     algorithm = request["AlgorithmSpecification"]
     assert algorithm["ContainerEntrypoint"][:2] == ["bash", "-c"]
-    assert "python -m runtime.bootstrap" in algorithm["ContainerEntrypoint"][2]
+    assert "python -m stnlp.runtime.bootstrap" in algorithm["ContainerEntrypoint"][2]
     assert algorithm["ContainerArguments"] == ["--stack", stack, "--job", JOB, "--run-id",
                                                run_id, "--platform", "sagemaker"]
     (channel,) = request["InputDataConfig"]
@@ -79,7 +73,7 @@ def test_container_bootstrap_publishes_and_the_status_is_mirrored(cloud, sagemak
                              STNLP_PREFLIGHT_GPUS="0", TRAINING_JOB_NAME=record["job_id"],
                              STNLP_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     done = subprocess.run(
-        [sys.executable, "-m", "runtime.bootstrap", "--stack", cloud.settings.stack, "--job",
+        [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack", cloud.settings.stack, "--job",
          JOB, "--run-id", run_id, "--platform", "sagemaker"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )

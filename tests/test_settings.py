@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.errors import UserError
-from runtime.settings import load_settings
+from stnlp.common.errors import UserError
+from stnlp.common.settings import load_settings
 
 
 def test_defaults_without_file_or_env(tmp_path):

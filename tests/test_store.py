@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import ConflictError, UserError
-from runtime.manifest import load_manifest, parameter_name, write_local_manifest
-from runtime.settings import Settings
-from runtime.store import LocalStore, NotFoundError, S3Store, StoreError, open_stores
+from stnlp.common.errors import ConflictError, UserError
+from stnlp.common.names import manifest_parameter
+from stnlp.common.settings import Settings
+from stnlp.runtime.manifest import load_manifest, write_local_manifest
+from stnlp.runtime.store import LocalStore, NotFoundError, S3Store, StoreError, open_stores
 from tests.s3_faults import FailingS3
 
 
@@ -190,7 +191,7 @@ def test_open_stores_local_layout(tmp_path):
 def test_open_stores_s3_reads_the_ssm_manifest(moto_settings, s3_client):
     import json
 
-    from runtime.store import s3_client as make_client
+    from stnlp.runtime.store import s3_client as make_client
     from tests.conftest import new_bucket
 
     settings = moto_settings.with_overrides(stack="manifest-test")
@@ -199,7 +200,7 @@ def test_open_stores_s3_reads_the_ssm_manifest(moto_settings, s3_client):
     buckets = {n: new_bucket(s3_client, n) for n in ("datasets", "models", "results")}
     ssm = make_client(settings, "ssm")
     ssm.put_parameter(
-        Name=parameter_name("manifest-test"),
+        Name=manifest_parameter("manifest-test"),
         Type="String",
         Value=json.dumps({"stack": "manifest-test", "buckets": buckets}),
     )
@@ -207,7 +208,7 @@ def test_open_stores_s3_reads_the_ssm_manifest(moto_settings, s3_client):
     stores.results.put("x", b"y")
     assert s3_client.get_object(Bucket=buckets["results"], Key="x")["Body"].read() == b"y"
     ssm.put_parameter(
-        Name=parameter_name("manifest-test"),
+        Name=manifest_parameter("manifest-test"),
         Type="String",
         Overwrite=True,
         Value=json.dumps({"buckets": {"datasets": "a"}}),

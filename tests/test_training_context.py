@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.training import METRICS_FILE, TrainingContext
+from stnlp.runtime.training import METRICS_FILE, TrainingContext
 
 
 def _context(tmp_path) -> TrainingContext:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -13,15 +12,15 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from plugins import hookimpl
-from plugins.manager import build_plugin_manager
-from plugins.spec import Component, JobSpec, TabSpec
-from runtime.auth import Credentials
-from runtime.errors import UserError
-from runtime.registry import ModelRegistry
-from runtime.settings import Settings
-from runtime.store import open_stores
-from runtime.ui import (
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.plugins import hookimpl
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.plugins.spec import Component, JobSpec, TabSpec
+from stnlp.runtime.auth import Credentials
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import open_stores
+from stnlp.runtime.ui import (
     AppContext,
     ServeOptions,
     build_app,
@@ -30,6 +29,7 @@ from runtime.ui import (
     launch,
     status_markdown,
 )
+from tests.helpers import free_port
 
 # The shell is tested on its own: the built-in and example plugins have their own tests.
 ISOLATED = ("chatbot", "classifier", "network", "example")
@@ -85,12 +85,6 @@ class ProbePlugin:
         ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
     settings = Settings(store=str(tmp_path_factory.mktemp("store")), disabled_plugins=ISOLATED)
@@ -100,7 +94,7 @@ def context(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(context):
-    blocks = launch(context, ServeOptions(port=_free_port(), max_file_size="1kb"))
+    blocks = launch(context, ServeOptions(port=free_port(), max_file_size="1kb"))
     yield blocks
     blocks.close()
 
@@ -108,7 +102,7 @@ def served(context):
 @pytest.fixture(scope="module")
 def served_with_login(context):
     creds = Credentials("hopper", "eggos", "test")
-    blocks = launch(context, ServeOptions(port=_free_port(), credentials=creds))
+    blocks = launch(context, ServeOptions(port=free_port(), credentials=creds))
     yield blocks
     blocks.close()
 
@@ -204,12 +198,12 @@ def test_only_the_apps_own_files_are_served(served, context, tmp_path):
 def test_allowed_paths_from_the_environment_are_refused(context, monkeypatch):
     monkeypatch.setenv("GRADIO_ALLOWED_PATHS", "/")
     with pytest.raises(UserError, match="GRADIO_ALLOWED_PATHS"):
-        launch(context, ServeOptions(port=_free_port()))
+        launch(context, ServeOptions(port=free_port()))
 
 
 def test_non_local_bind_without_login_refuses_to_start(context):
     with pytest.raises(UserError, match="STNLP_AUTH_USERNAME"):
-        launch(context, ServeOptions(host="0.0.0.0", port=_free_port()))
+        launch(context, ServeOptions(host="0.0.0.0", port=free_port()))
 
 
 @pytest.mark.parametrize("path", ["", "config", "gradio_api/info", "gradio_api/queue/join"])

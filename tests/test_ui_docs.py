@@ -1,4 +1,4 @@
-"""Every hook specification has a docstring and a section in docs/user-guide.md."""
+"""Every hook specification and every public name has a docstring and a place in the user guide."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins import hookspecs
+import stnlp
+from stnlp.plugins import hookspecs
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
 HOOKS = [
@@ -31,3 +32,24 @@ def test_hook_has_a_docstring(hook):
 def test_hook_has_a_section_in_the_user_guide(hook):
     headings = [line for line in GUIDE.read_text().splitlines() if line.startswith("#")]
     assert any(f"`{hook}" in heading for heading in headings), f"no section for {hook}"
+
+
+def _public_api_section() -> str:
+    text = GUIDE.read_text()
+    start = text.index("### The public API")
+    return text[start : text.index("\n### ", start + 1)]
+
+
+@pytest.mark.parametrize("name", stnlp.__all__)
+def test_public_name_is_documented_and_resolves(name):
+    assert f"`stnlp.{name}`" in _public_api_section(), f"stnlp.{name} is not in the user guide"
+    value = getattr(stnlp, name)
+    if callable(value) and name != "hookimpl":
+        assert inspect.getdoc(value), f"stnlp.{name} has no docstring"
+
+
+def test_the_documented_names_are_exactly_the_public_ones():
+    import re
+
+    documented = set(re.findall(r"`stnlp\.(\w+)`", _public_api_section()))
+    assert documented == set(stnlp.__all__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.service import ServiceConfig, render_unit
+from stnlp.common.service import ServiceConfig, render_unit
 
 
 def _parse(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from runtime.cli.base import cli
-from runtime.errors import DataError
-from runtime.store import S3Store
-from runtime.upload import plan_upload, stored_sha256, upload
+from stnlp.common.errors import DataError
+from stnlp.runtime.cli.base import cli
+from stnlp.runtime.store import S3Store
+from stnlp.runtime.upload import plan_upload, stored_sha256, upload
 from tests.cloud_stack import TRANSCRIPT, make_cloud
 
 LOCATIONS = [

@@ -42,10 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from plugins.chatbot.fit import fit_tokens, prepare_allocator  # noqa: E402
-from plugins.chatbot.infer import merge_for_serving  # noqa: E402
-from plugins.chatbot.loss import loss_sum  # noqa: E402
-from plugins.chatbot.packing import (  # noqa: E402
+from stnlp.plugins.chatbot.fit import fit_tokens, prepare_allocator  # noqa: E402
+from stnlp.plugins.chatbot.infer import merge_for_serving  # noqa: E402
+from stnlp.plugins.chatbot.loss import loss_sum  # noqa: E402
+from stnlp.plugins.chatbot.packing import (  # noqa: E402
     ATTENTION,
     IGNORE,
     Sample,
@@ -53,8 +53,8 @@ from plugins.chatbot.packing import (  # noqa: E402
     model_inputs,
     pack,
 )
-from plugins.chatbot.tiny import TINY_SHAPE  # noqa: E402
-from plugins.chatbot.train import compile_layers, lora, optimizer_step  # noqa: E402
+from stnlp.plugins.chatbot.tiny import TINY_SHAPE  # noqa: E402
+from stnlp.plugins.chatbot.train import compile_layers, lora, optimizer_step  # noqa: E402
 
 SHAPES = {
     "llama-3.2-3b": dict(

@@ -1,7 +1,7 @@
 """Benchmark: fine-tuning the location classifier on the sample locations, on this CPU.
 
 Torch is pinned to ``--threads`` threads (2: this machine's cores). Runs the job's entrypoint
-(:func:`plugins.classifier.location_job.train`) with its default hyperparameters (the packaged
+(:func:`stnlp.plugins.classifier.location_job.train`) with its default hyperparameters (the packaged
 all-MiniLM-L6-v2, stratified 75/25 split, class-weighted loss) and, for comparison, its ``tiny``
 preset and the tab's offline fallback (nearest centroid over MiniLM embeddings, same split).
 Reports fine-tuning time and held-out accuracy and macro-F1.
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from plugins.classifier.encoder import shared_encoder
-from plugins.classifier.labels import examples_from_locations
-from plugins.classifier.location_centroid import fit_with_holdout
-from plugins.classifier.location_job import train
-from plugins.classifier.plugin import stnlp_training_jobs
-from runtime.data import SAMPLE_DIR, load_locations
-from runtime.settings import Settings
-from runtime.training import TrainingContext
+from stnlp.common.settings import Settings
+from stnlp.plugins.classifier.labels import examples_from_locations
+from stnlp.plugins.classifier.location_centroid import fit_with_holdout
+from stnlp.plugins.classifier.location_job import train
+from stnlp.plugins.classifier.plugin import stnlp_training_jobs
+from stnlp.runtime.data import SAMPLE_DIR, load_locations
+from stnlp.runtime.encoder import shared_encoder
+from stnlp.runtime.training import TrainingContext
 
 KEEP = ("accuracy", "macro_f1", "train_examples", "test_examples", "epochs", "train_seconds")
 

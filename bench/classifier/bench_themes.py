@@ -2,7 +2,7 @@
 
 Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
 
-- ``embedding``: :class:`plugins.classifier.theme_scorers.EmbeddingThemeScorer` (the default)
+- ``embedding``: :class:`stnlp.plugins.classifier.theme_scorers.EmbeddingThemeScorer` (the default)
   on the distinct sample sentences: one MiniLM pass per batch of sentences, the theme
   descriptions embedded once, no per-label model pass;
 - ``nli``: the original project's method, the transformers zero-shot pipeline in batches of 20
@@ -12,7 +12,7 @@ Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
   weights cost the same. BART's BPE tokenizer is unreachable too, so the MiniLM WordPiece
   tokenizer feeds it (English token counts are close). It is slow, so it runs on the first
   ``--nli-sentences`` sentences and is extrapolated;
-- ``corpus``: :func:`plugins.classifier.theme_scores.score_corpus` end to end (scores per
+- ``corpus``: :func:`stnlp.plugins.classifier.theme_scores.score_corpus` end to end (scores per
   sentence, per episode, per window) on a 34-episode corpus of ``--lines`` caption lines made
   from the sample captions, twice: ``repeated`` (sample lines cycled as they are, so repeats
   are embedded once) and ``distinct`` (each line's words shuffled with a seeded RNG, so nearly
@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
-from plugins.classifier.encoder import minilm_path, quiet_transformers, shared_encoder
-from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
-from plugins.classifier.theme_scores import score_corpus
-from plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
-from runtime.data import SAMPLE_DIR, load_subtitles
+from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from stnlp.plugins.classifier.theme_scores import score_corpus
+from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
+from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
+from stnlp.runtime.encoder import minilm_path, quiet_transformers, shared_encoder
 
 THEMES = list(DEFAULT_THEMES)
 

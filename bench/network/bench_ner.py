@@ -3,10 +3,11 @@
 The corpus is ``--episodes`` episodes of ``--lines`` captions in all, cycled from the sample
 subtitles (34 episodes and 40,000 lines: the size of the whole series). Measured:
 
-- ``pipeline``: :func:`plugins.network.pipeline.build_network` end to end (model load, sentence
-  split, NER with ``nlp.pipe`` on the lean pipeline plus the entity ruler, co-occurrence, graph,
-  communities) and the three exports, for each ``--n-process`` value, with the default
-  ``keep_unknown=False`` (sentences holding no word of a character's name skip the model),
+- ``pipeline``: :func:`stnlp.plugins.network.pipeline.build_network` end to end (model load,
+  sentence split, NER with ``nlp.pipe`` on the lean pipeline plus the entity ruler,
+  co-occurrence, graph, communities) and the three exports, for each ``--n-process`` value,
+  with the default ``keep_unknown=False`` (sentences holding no word of a character's name skip
+  the model),
   and once with ``keep_unknown=True`` (every sentence goes through the model);
 - ``baseline``: the original way, ``nlp(sentence)`` for every sentence through the full
   ``en_core_web_sm`` pipeline (tagger, parser, lemmatizer ...), keeping PERSON entities. It is
@@ -28,12 +29,12 @@ from pathlib import Path
 
 import spacy
 
-from plugins.network.corpus import episodes_from_captions
-from plugins.network.export import write_exports
-from plugins.network.ner import resolve_model
-from plugins.network.params import NetworkParams
-from plugins.network.pipeline import build_network
-from runtime.data import SAMPLE_DIR, load_characters, load_subtitles
+from stnlp.plugins.network.corpus import episodes_from_captions
+from stnlp.plugins.network.export import write_exports
+from stnlp.plugins.network.ner import resolve_model
+from stnlp.plugins.network.params import NetworkParams
+from stnlp.plugins.network.pipeline import build_network
+from stnlp.runtime.data import SAMPLE_DIR, load_characters, load_subtitles
 
 
 def synthetic_captions(episodes: int, lines: int) -> list:

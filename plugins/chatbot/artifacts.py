@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from plugins.chatbot.base import TINY, load_hub
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.plugins.chatbot.base import TINY, load_hub
 
 META = "chatbot.json"
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from plugins.chatbot.tiny import tiny_model, tiny_tokenizer
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot.tiny import tiny_model, tiny_tokenizer
 
 TINY = "tiny"
 

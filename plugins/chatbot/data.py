@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.chatbot.packing import IGNORE, Sample
-from runtime.errors import UserError
-from runtime.logs import event
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot.packing import IGNORE, Sample
+from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def load_split(
     min_lines: int = 20,
 ) -> Split:
     """Load the datasets with the runtime's loaders and split ``character``'s conversations."""
-    from runtime.data import load_characters, load_transcripts
+    from stnlp.runtime.data import load_characters, load_transcripts
 
     lines = load_transcripts(transcripts).records
     record = find_character(load_characters(characters).records, character)

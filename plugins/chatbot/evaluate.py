@@ -13,12 +13,12 @@ from pathlib import Path
 import sacrebleu
 from rich.progress import track
 
-from plugins.chatbot import artifacts
-from plugins.chatbot.base import device_and_dtype
-from plugins.chatbot.data import encode_all, load_split
-from plugins.chatbot.infer import ModelChat
-from plugins.chatbot.offline import OfflineResponder
-from plugins.chatbot.train import held_out_loss
+from stnlp.plugins.chatbot import artifacts
+from stnlp.plugins.chatbot.base import device_and_dtype
+from stnlp.plugins.chatbot.data import encode_all, load_split
+from stnlp.plugins.chatbot.infer import ModelChat
+from stnlp.plugins.chatbot.offline import OfflineResponder
+from stnlp.plugins.chatbot.train import held_out_loss
 
 
 def bleu(hypotheses: list[str], references: list[str]) -> float:
@@ -38,7 +38,7 @@ def evaluate(
 
     The adapter is ``model_dir`` if given, else the registry's latest ``job.output_model``.
     """
-    from runtime.registry import fetch_latest
+    from stnlp.runtime.registry import fetch_latest
 
     p = job.resolved_hyperparameters(preset)
     if model_dir is None:

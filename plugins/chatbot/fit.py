@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from plugins.chatbot.packing import Sample, collate
-from runtime.errors import UserError
-from runtime.logs import event
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot.packing import Sample, collate
+from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 PROBES = (1024, 3072)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from plugins.chatbot import artifacts
-from plugins.chatbot.base import device_and_dtype, load_hub
-from plugins.chatbot.data import build_turns, find_character, system_prompt
-from plugins.chatbot.offline import OfflineResponder
-from runtime.data import SAMPLE_DIR
-from runtime.errors import UserError
-from runtime.logs import event
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot import artifacts
+from stnlp.plugins.chatbot.base import device_and_dtype, load_hub
+from stnlp.plugins.chatbot.data import build_turns, find_character, system_prompt
+from stnlp.plugins.chatbot.offline import OfflineResponder
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ def dataset_folder(settings, name: str) -> Path:
 
     Call once per process (the tab does, when it is built), not per message.
     """
-    from runtime.registry import cache_dir
-    from runtime.store import LocalStore, open_stores
+    from stnlp.runtime.registry import cache_dir
+    from stnlp.runtime.store import LocalStore, open_stores
 
     try:
         store = open_stores(settings).datasets
@@ -129,7 +129,7 @@ def resolve_sources(settings, model_name: str, base_model: str) -> tuple[Source,
     The registry's latest adapter (if any), the base model (if in the local cache), and last
     the offline responder, which speaks as every character.
     """
-    from runtime.registry import fetch_latest
+    from stnlp.runtime.registry import fetch_latest
 
     chain = []
     local = fetch_latest(settings, model_name)
@@ -185,7 +185,7 @@ def load_chat(source: Source, max_context: int = 1024) -> ModelChat:
 @lru_cache(maxsize=16)
 def offline_responder(transcripts: Path, characters: Path, character: str) -> OfflineResponder:
     """The offline responder for ``character``, built once per process."""
-    from runtime.data import load_characters, load_transcripts
+    from stnlp.runtime.data import load_characters, load_transcripts
 
     record = find_character(load_characters(characters).records, character)
     turns = build_turns(load_transcripts(transcripts).records, record)
@@ -195,7 +195,7 @@ def offline_responder(transcripts: Path, characters: Path, character: str) -> Of
 @lru_cache(maxsize=64)
 def character_prompt(characters: Path, character: str) -> str:
     """The system prompt for ``character`` from the characters file."""
-    from runtime.data import load_characters
+    from stnlp.runtime.data import load_characters
 
     record = find_character(load_characters(characters).records, character)
     return system_prompt(record.name, record.description)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from plugins.chatbot.packing import IGNORE, model_inputs
+from stnlp.plugins.chatbot.packing import IGNORE, model_inputs
 
 
 def causal_lm(model):

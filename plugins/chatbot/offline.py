@@ -2,7 +2,7 @@
 
 Every line the character speaks is indexed by the scene lines just before it (the same user
 turn the chatbot trains on), embedded with the packaged all-MiniLM-L6-v2 (the process's shared
-:func:`plugins.classifier.encoder.shared_encoder`). A message is embedded the same way and
+:func:`stnlp.runtime.encoder.shared_encoder`). A message is embedded the same way and
 answered with the line whose context is nearest. It needs no GPU, no hub and no trained model,
 so the interface always has a source.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plugins.chatbot.data import Turn
-from plugins.classifier.encoder import shared_encoder
+from stnlp.plugins.chatbot.data import Turn
+from stnlp.runtime.encoder import shared_encoder
 
 
 class OfflineResponder:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 ATTENTION = "stnlp_varlen"
 IGNORE = -100

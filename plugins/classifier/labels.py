@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def location_text(name: str, description: str) -> str:
 
 
 def examples_from_locations(locations: Sequence) -> list[Example]:
-    """Examples from :class:`runtime.data.Location` records (name + description -> type)."""
+    """Examples from :class:`stnlp.runtime.data.Location` records (name + description -> type)."""
     return [Example(location_text(loc.name, loc.description), loc.type) for loc in locations]
 
 

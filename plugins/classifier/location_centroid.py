@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import torch
 
-from plugins.classifier.encoder import SentenceEncoder
-from plugins.classifier.labels import (
+from stnlp.plugins.classifier.labels import (
     Example,
     check_classes,
     classification_metrics,
     stratified_split,
 )
+from stnlp.runtime.encoder import SentenceEncoder
 
 
 class CentroidLocationClassifier:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from rich.progress import Progress
 
-from plugins.classifier.defaults import LOCATION_DEFAULTS
-from plugins.classifier.labels import (
+from stnlp.plugins.classifier.defaults import LOCATION_DEFAULTS
+from stnlp.plugins.classifier.labels import (
     Example,
     check_classes,
     class_weights,
@@ -24,14 +24,14 @@ from plugins.classifier.labels import (
     examples_from_locations,
     stratified_split,
 )
-from plugins.classifier.location_model import (
+from stnlp.plugins.classifier.location_model import (
     LocationClassifier,
     base_model_name,
     build_classifier,
     save_classifier,
 )
-from runtime.logs import event
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.runtime.logs import event
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def evaluate(
 
 def train(ctx: TrainingContext) -> TrainingOutcome:
     """Entrypoint of ``classifier-location``: fine-tune, evaluate, save to ``ctx.output_dir``."""
-    from runtime.data import load_locations
+    from stnlp.runtime.data import load_locations
 
     params = {**LOCATION_DEFAULTS, **ctx.hyperparameters}
     source = ctx.dataset("locations")

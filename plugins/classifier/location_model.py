@@ -19,14 +19,14 @@ from transformers import (
     BertForSequenceClassification,
 )
 
-from plugins.classifier.defaults import PACKAGED, TINY
-from plugins.classifier.encoder import (
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.defaults import PACKAGED, TINY
+from stnlp.runtime.encoder import (
     MINILM_ID,
     load_pretrained,
     minilm_path,
     quiet_transformers,
 )
-from runtime.errors import UserError
 
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"

@@ -17,13 +17,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from plugins.classifier.encoder import shared_encoder
-from plugins.classifier.labels import examples_from_locations
-from plugins.classifier.location_centroid import fit_with_holdout
-from plugins.classifier.location_model import LocationClassifier
-from runtime import logs
-from runtime.data import SAMPLE_DIR
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.labels import examples_from_locations
+from stnlp.plugins.classifier.location_centroid import fit_with_holdout
+from stnlp.plugins.classifier.location_model import LocationClassifier
+from stnlp.runtime import logs
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.encoder import shared_encoder
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LocationSource:
 
 
 def _registry_model(settings):
-    from runtime.registry import fetch_latest
+    from stnlp.runtime.registry import fetch_latest
 
     return fetch_latest(settings, MODEL)
 
@@ -74,7 +74,7 @@ def load_source(settings, sample_dir: Path | None = None) -> LocationSource:
     hub = _hub_classifier(settings)
     if hub is not None:
         return LocationSource(hub, f"hub model {settings.models[COMPONENT]}")
-    from runtime.data import load_locations
+    from stnlp.runtime.data import load_locations
 
     folder = (sample_dir or SAMPLE_DIR) / "locations"
     examples = examples_from_locations(load_locations(folder).records)

@@ -1,8 +1,8 @@
 """The classifier plugin: location classifier (fine-tuned) and theme classifier (zero-shot)."""
 
-from plugins import hookimpl
-from plugins.classifier.defaults import LOCATION_DEFAULTS, THEME_DEFAULTS, TINY
-from plugins.spec import Component, JobSpec, TabSpec
+from stnlp.plugins import hookimpl
+from stnlp.plugins.classifier.defaults import LOCATION_DEFAULTS, THEME_DEFAULTS, TINY
+from stnlp.plugins.spec import Component, JobSpec, TabSpec
 
 LOCATION = "classifier-location"
 THEME = "classifier-theme"
@@ -24,7 +24,7 @@ def stnlp_training_jobs(settings):
         JobSpec(
             name=LOCATION,
             component=LOCATION,
-            entrypoint="plugins.classifier.location_job:train",
+            entrypoint="stnlp.plugins.classifier.location_job:train",
             output_model=LOCATION,
             instance_type="g5.xlarge",
             gpu_count=1,
@@ -44,7 +44,7 @@ def stnlp_training_jobs(settings):
         JobSpec(
             name=THEME,
             component=THEME,
-            entrypoint="plugins.classifier.theme_job:run",
+            entrypoint="stnlp.plugins.classifier.theme_job:run",
             output_model=THEME,
             instance_type="m6i.xlarge",
             gpu_count=0,
@@ -66,7 +66,7 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The location classifier tab and the themes tab."""
-    from plugins.classifier import location_tab, theme_tab
+    from stnlp.plugins.classifier import location_tab, theme_tab
 
     return [
         TabSpec(

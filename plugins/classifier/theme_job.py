@@ -11,14 +11,14 @@ import json
 import logging
 import time
 
-from plugins.classifier.defaults import NLI_MODEL_ID, THEME_DEFAULTS
-from plugins.classifier.encoder import shared_encoder
-from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
-from plugins.classifier.theme_scores import corpus_hash, score_corpus
-from plugins.classifier.themes import Episode, episodes_from_captions, parse_themes
-from runtime.errors import UserError
-from runtime.logs import event
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.defaults import NLI_MODEL_ID, THEME_DEFAULTS
+from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from stnlp.plugins.classifier.theme_scores import corpus_hash, score_corpus
+from stnlp.plugins.classifier.themes import Episode, episodes_from_captions, parse_themes
+from stnlp.runtime.encoder import shared_encoder
+from stnlp.runtime.logs import event
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _truncate(episodes: list[Episode], limit: int) -> list[Episode]:
 
 def run(ctx: TrainingContext) -> TrainingOutcome:
     """Entrypoint of ``classifier-theme``: score the corpus, write the scores as artifacts."""
-    from runtime.data import load_subtitles
+    from stnlp.runtime.data import load_subtitles
 
     params = {**THEME_DEFAULTS, **ctx.hyperparameters}
     themes = parse_themes(params["themes"])

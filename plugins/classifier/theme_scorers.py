@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from plugins.classifier.defaults import NLI_MODEL_ID
-from plugins.classifier.encoder import SentenceEncoder, load_pretrained
-from plugins.classifier.themes import theme_descriptions
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.defaults import NLI_MODEL_ID
+from stnlp.plugins.classifier.themes import theme_descriptions
+from stnlp.runtime.encoder import SentenceEncoder, load_pretrained
 
 Progress = Callable[[int], None] | None
 

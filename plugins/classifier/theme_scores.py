@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import Progress
 
-from plugins.classifier.themes import Episode, theme_descriptions
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.themes import Episode, theme_descriptions
 
 
 @dataclass

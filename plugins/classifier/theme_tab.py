@@ -18,14 +18,19 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from plugins.classifier.encoder import shared_encoder
-from plugins.classifier.theme_job import RESULT_FILE
-from plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
-from plugins.classifier.theme_scores import ThemeCache, ThemeResult, corpus_hash
-from plugins.classifier.themes import DEFAULT_THEMES, Episode, episodes_from_captions, parse_themes
-from runtime import logs
-from runtime.data import SAMPLE_DIR
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.theme_job import RESULT_FILE
+from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from stnlp.plugins.classifier.theme_scores import ThemeCache, ThemeResult, corpus_hash
+from stnlp.plugins.classifier.themes import (
+    DEFAULT_THEMES,
+    Episode,
+    episodes_from_captions,
+    parse_themes,
+)
+from stnlp.runtime import logs
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.encoder import shared_encoder
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ def cache_dir() -> Path:
 
 def load_corpus(choice: str, files, sample_dir: Path | None = None) -> list[Episode]:
     """Episodes of the sample corpus or of the uploaded ``.srt`` files."""
-    from runtime.data import load_subtitles
+    from stnlp.runtime.data import load_subtitles
 
     if choice == SAMPLE:
         folder = (sample_dir or SAMPLE_DIR) / "subtitles"
@@ -62,7 +67,7 @@ def pick_themes(chosen: list[str] | None, custom: str | None) -> list[str]:
 
 def _published(settings, episodes, themes, window) -> tuple[ThemeResult, str] | None:
     """The job's published scores if they answer exactly this question."""
-    from runtime.registry import fetch_latest
+    from stnlp.runtime.registry import fetch_latest
 
     model = fetch_latest(settings, MODEL)
     if model is None or not (model.path / RESULT_FILE).exists():
@@ -111,7 +116,7 @@ def views(result: ThemeResult) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def model_source(app) -> str:
     """Which source the tab uses for the sample corpus."""
-    from runtime.registry import fetch_latest
+    from stnlp.runtime.registry import fetch_latest
 
     model = fetch_latest(app.settings, MODEL)
     configured = app.settings.models.get(COMPONENT)

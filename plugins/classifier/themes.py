@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 DEFAULT_THEMES: dict[str, str] = {
     "friendship": "friendship: friends sticking together, loyalty, trust, having each other's back",
@@ -62,11 +62,11 @@ class Episode:
 
 
 def episodes_from_captions(captions: Iterable, source: str = "corpus") -> list[Episode]:
-    """Group :class:`runtime.data.Caption` records into episodes of sentences.
+    """Group :class:`stnlp.runtime.data.Caption` records into episodes of sentences.
 
     A corpus without a single sentence of dialogue is a :class:`UserError` naming ``source``.
     """
-    from runtime.data import group_by_episode
+    from stnlp.runtime.data import group_by_episode
 
     episodes = []
     for (season, episode), group in group_by_episode(captions).items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Collection, Iterable
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 Pair = tuple[str, str]
 

@@ -37,7 +37,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def episodes_from_captions(captions: Iterable) -> list[Episode]:
-    """Group captions (``runtime.data.Caption``) by episode and split them into sentences.
+    """Group captions (``stnlp.runtime.data.Caption``) by episode and split them into sentences.
 
     Episodes come out sorted by season and episode; captions inside one by their index.
     """

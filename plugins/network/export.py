@@ -16,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
 
 FORMAT = "stnlp-character-network/1"
 JSON_NAME, GRAPHML_NAME, CSV_NAME = "network.json", "network.graphml", "edges.csv"

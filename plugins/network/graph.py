@@ -1,7 +1,7 @@
 """The character graph: an undirected weighted networkx graph with its measures.
 
 Nodes are characters with ``mentions`` (sentences naming them) and ``seasons`` (the same per
-season); edges carry ``weight`` (co-occurrences, see :mod:`plugins.network.cooccurrence`) and
+season); edges carry ``weight`` (co-occurrences, see :mod:`stnlp.plugins.network.cooccurrence`) and
 ``seasons`` (weight per season). :func:`annotate` adds ``degree``, ``weighted_degree`` and a
 seeded Louvain ``community`` to every node.
 """
@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 import networkx as nx
 
-from plugins.network.cooccurrence import cooccurrences
+from stnlp.plugins.network.cooccurrence import cooccurrences
 
 
 def add_episode(

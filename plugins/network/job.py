@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from plugins.network.export import write_exports
-from plugins.network.params import NetworkParams
-from plugins.network.pipeline import build_network
-from runtime.data import load_characters, load_subtitles
-from runtime.errors import UserError
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.common.errors import UserError
+from stnlp.plugins.network.export import write_exports
+from stnlp.plugins.network.params import NetworkParams
+from stnlp.plugins.network.pipeline import build_network
+from stnlp.runtime.data import load_characters, load_subtitles
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 
 def params_from(hyperparameters: dict) -> NetworkParams:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
 
 _POSSESSIVE = re.compile(r"['’]s?$")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")

@@ -17,10 +17,10 @@ import spacy
 from spacy.language import Language
 from spacy.util import is_package
 
-from plugins.network.names import CharacterIndex, clean_mention
-from plugins.network.params import DEFAULT_MODEL
-from runtime import logs
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins.network.names import CharacterIndex, clean_mention
+from stnlp.plugins.network.params import DEFAULT_MODEL
+from stnlp.runtime import logs
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 DEFAULT_MODEL = "en_core_web_sm"
 

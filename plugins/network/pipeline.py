@@ -15,12 +15,12 @@ from typing import Any
 import networkx as nx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plugins.network.corpus import Episode, episodes_from_captions
-from plugins.network.graph import add_episode, annotate
-from plugins.network.names import CharacterIndex
-from plugins.network.ner import load_ner, persons_per_sentence
-from plugins.network.params import NetworkParams
-from runtime import logs
+from stnlp.plugins.network.corpus import Episode, episodes_from_captions
+from stnlp.plugins.network.graph import add_episode, annotate
+from stnlp.plugins.network.names import CharacterIndex
+from stnlp.plugins.network.ner import load_ner, persons_per_sentence
+from stnlp.plugins.network.params import NetworkParams
+from stnlp.runtime import logs
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def build_network(
 ) -> NetworkBuild:
     """NER over every episode's sentences, co-occurrence in the window, the annotated graph.
 
-    ``captions`` are ``runtime.data.Caption`` records, ``characters`` ``Character`` records
+    ``captions`` are ``stnlp.runtime.data.Caption`` records, ``characters`` ``Character`` records
     (``source`` names their file in errors). An episode naming no character adds nothing to
     the graph and a notice to the result. ``progress`` shows a bar (default: on a terminal).
     """

@@ -2,9 +2,9 @@
 
 from dataclasses import asdict
 
-from plugins import hookimpl
-from plugins.network.params import DEFAULT_MODEL, NetworkParams
-from plugins.spec import Component, JobSpec, TabSpec
+from stnlp.plugins import hookimpl
+from stnlp.plugins.network.params import DEFAULT_MODEL, NetworkParams
+from stnlp.plugins.spec import Component, JobSpec, TabSpec
 
 COMPONENT = "network-characters"
 MODEL = "character-network"
@@ -23,7 +23,7 @@ def stnlp_training_jobs(settings):
         JobSpec(
             name=COMPONENT,
             component=COMPONENT,
-            entrypoint="plugins.network.job:run",
+            entrypoint="stnlp.plugins.network.job:run",
             output_model=MODEL,
             instance_type="c6i.2xlarge",
             gpu_count=0,
@@ -43,7 +43,7 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The interactive character network tab."""
-    from plugins.network.tab import build_tab, model_source
+    from stnlp.plugins.network.tab import build_tab, model_source
 
     return [
         TabSpec(

@@ -16,16 +16,16 @@ import gradio as gr
 import networkx as nx
 import pandas as pd
 
-from plugins.network.export import read_network
-from plugins.network.graph import filtered, seasons_of, strongest_edges
-from plugins.network.params import DEFAULT_MODEL, NetworkParams
-from plugins.network.pipeline import build_network
-from plugins.network.plugin import COMPONENT, MODEL
-from plugins.network.render import iframe, network_page
-from runtime import logs
-from runtime.data import SAMPLE_DIR, load_characters, load_subtitles
-from runtime.errors import DataError
-from runtime.registry import fetch_latest
+from stnlp.common.errors import DataError
+from stnlp.plugins.network.export import read_network
+from stnlp.plugins.network.graph import filtered, seasons_of, strongest_edges
+from stnlp.plugins.network.params import DEFAULT_MODEL, NetworkParams
+from stnlp.plugins.network.pipeline import build_network
+from stnlp.plugins.network.plugin import COMPONENT, MODEL
+from stnlp.plugins.network.render import iframe, network_page
+from stnlp.runtime import logs
+from stnlp.runtime.data import SAMPLE_DIR, load_characters, load_subtitles
+from stnlp.runtime.registry import fetch_latest
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 resolved hyperparameters and the maximum runtime), uploads the runtime's source, and launches
 ONE instance from the job's launch template with the run id and job in its tags and user data,
 as spot or on-demand. It returns the run id at once: the instance's bootstrap
-(:mod:`runtime.bootstrap`) drives the run from there and terminates the instance at the end.
+(:mod:`stnlp.runtime.bootstrap`) drives the run from there and terminates the instance at the end.
 
 Relaunching with the ``run_id`` of a run a spot interruption left in ``data_sync`` or
 ``training`` (its lock still held) starts a new instance for the same run, which resumes from
@@ -17,20 +17,19 @@ import logging
 from shlex import quote
 from typing import Any
 
-from infra.names import TAG_JOB, TAG_STACK
-from infra.userdata import render_user_data
-from plugins.spec import JobSpec
-from runtime import logs
-from runtime.backends.source import build_source_tarball, source_key
-from runtime.errors import UserError
-from runtime.manifest import load_manifest
-from runtime.runs import STALE_AFTER_SECONDS, Run, is_stale, load_run
-from runtime.settings import Settings
-from runtime.store import Stores, open_stores, s3_client
+from stnlp.common.errors import UserError
+from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK
+from stnlp.common.settings import Settings
+from stnlp.common.userdata import render_user_data
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime import logs
+from stnlp.runtime.backends.cloud import kill_run, launch_or_fail, start_run
+from stnlp.runtime.manifest import load_manifest
+from stnlp.runtime.runs import STALE_AFTER_SECONDS, Run, is_stale, load_run
+from stnlp.runtime.store import Stores, open_stores, s3_client
 
 log = logging.getLogger(__name__)
 
-TAG_RUN = "stnlp:run-id"
 RESUMABLE_STATES = ("initialization", "data_sync", "training")
 SPOT_OPTIONS = {
     "MarketType": "spot",
@@ -41,7 +40,7 @@ SPOT_OPTIONS = {
 def run_user_data(stack: str, job: str, region: str, run_id: str, max_runtime_minutes: int) -> str:
     """The instance's user data for one run: the job's bootstrap script with the run id."""
     script = render_user_data(stack, job, region, max_runtime_minutes=max_runtime_minutes)
-    command = f"-m runtime.bootstrap --stack {stack} --job {job}"
+    command = f"-m stnlp.runtime.bootstrap --stack {stack} --job {job}"
     if script.count(command) != 1:
         raise RuntimeError(f"infra user data no longer runs {command!r} exactly once")
     return script.replace(command, f"{command} --run-id {quote(run_id)}")
@@ -127,37 +126,20 @@ def train_ec2(
     run = _resume(stores, settings.stack, spec, run_id) if run_id else None
     resuming = run is not None
     if run is None:
-        run = Run.start(
-            stores, settings.stack, spec.name, "ec2", run_id=run_id,
-            hyperparameters=spec.resolved_hyperparameters(preset, overrides), preset=preset,
-            model=spec.output_model, max_runtime_seconds=spec.max_runtime_minutes * 60,
-            spot=use_spot, instance_type=spec.instance_type, gpu_count=spec.gpu_count,
-        )  # fmt: skip
-    try:
-        stores.results.put(source_key(settings.stack, run.run_id), build_source_tarball())
+        run = start_run(spec, stores, settings.stack, "ec2", spot=use_spot, preset=preset,
+                        overrides=overrides, run_id=run_id)
+
+    def launch() -> str:
         request = launch_request(spec, manifest, settings.stack, run.run_id, spot=use_spot,
                                  launch=len(run.record.get("launches", [])) + 1)
-        instance_id = ec2.run_instances(**request)["Instances"][0]["InstanceId"]
-    except Exception as exc:
-        if not resuming:
-            run.fail(f"launch failed: {type(exc).__name__}: {exc}")
-            run.cleanup()
-        raise
+        return ec2.run_instances(**request)["Instances"][0]["InstanceId"]
+
+    instance_id = launch_or_fail(run, stores, launch, what="launch", resuming=resuming)
     launches = [*run.record.get("launches", []), instance_id]
     run.heartbeat(instance_id=instance_id, launches=launches)
     logs.event(log, "instance launched", run_id=run.run_id, instance_id=instance_id,
                spot=use_spot, resumed=resuming)
     return run.run_id
-
-
-def terminate_run_instance(settings: Settings, record: dict[str, Any], ec2: Any = None) -> bool:
-    """Terminate the instance of an EC2 run (if it has one); return whether one was asked to."""
-    instance_id = record.get("instance_id")
-    if record.get("backend") != "ec2" or not instance_id:
-        return False
-    ec2 = ec2 or s3_client(settings, "ec2")
-    ec2.terminate_instances(InstanceIds=[instance_id])
-    return True
 
 
 def stack_instances(settings: Settings, ec2: Any = None) -> list[dict[str, Any]]:
@@ -180,14 +162,17 @@ def stack_instances(settings: Settings, ec2: Any = None) -> list[dict[str, Any]]
 
 
 def kill_ec2_run(settings: Settings, stores: Stores, run_id: str, ec2: Any = None) -> Run:
-    """Record ``killed`` (``failed`` outside training) and terminate the run's instance."""
-    run = load_run(stores, settings.stack, run_id)
-    if run.state == "cleanup":
-        raise UserError(f"run {run_id} has already ended ({run.record.get('result')})")
-    terminate_run_instance(settings, run.record, ec2)
-    run.fail("killed by `stnlp runs kill`; instance terminated", killed=True)
-    run.cleanup()
-    return run
+    """Terminate the run's instance (if it has one), then record ``killed`` (``failed``
+    outside training)."""
+
+    def terminate(run: Run) -> str:
+        instance_id = run.record.get("instance_id")
+        if not instance_id:
+            return "it had no instance yet"
+        (ec2 or s3_client(settings, "ec2")).terminate_instances(InstanceIds=[instance_id])
+        return "instance terminated"
+
+    return kill_run(stores, settings.stack, run_id, terminate)
 
 
 def sweep_instances(

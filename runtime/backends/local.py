@@ -1,8 +1,8 @@
 """The local backend: a job's entrypoint in a subprocess on this machine.
 
-The run goes through the state machine of :mod:`runtime.runs`: ``data_sync`` copies the job's
+The run goes through the state machine of :mod:`stnlp.runtime.runs`: ``data_sync`` copies the job's
 input datasets (``raw/<dataset>/``) into a work folder; ``training`` runs
-``python -m runtime.worker`` with output to a log file uploaded while it runs, heartbeats, and
+``python -m stnlp.runtime.worker`` with output to a log file uploaded while it runs, heartbeats, and
 watches for `stnlp runs kill` and the job's maximum runtime; ``results_sync`` uploads metrics and
 checkpoints and publishes the output folder to the model registry. A signal to the subprocess
 or a kill request ends in ``killed``, an exception in ``failed``; ``cleanup`` always follows,
@@ -26,13 +26,13 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plugins.spec import JobSpec
-from runtime.errors import DataError
-from runtime.registry import ModelRegistry
-from runtime.runs import Run
-from runtime.settings import Settings
-from runtime.store import Stores, open_stores
-from runtime.training import TrainingContext, TrainingOutcome
+from stnlp.common.errors import DataError
+from stnlp.common.settings import Settings
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.runs import Run
+from stnlp.runtime.store import Stores, open_stores
+from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def sync_datasets(spec: JobSpec, stores: Stores, data_dir: Path) -> None:
 
 
 def write_work_file(work_file: Path, spec: JobSpec, ctx: TrainingContext) -> None:
-    """Write the worker's ``WORK_JSON`` (see :mod:`runtime.worker`)."""
+    """Write the worker's ``WORK_JSON`` (see :mod:`stnlp.runtime.worker`)."""
     body = {"entrypoint": spec.entrypoint, "context": json.loads(ctx.to_json())}
     work_file.write_text(json.dumps(body), encoding="utf-8")
 
@@ -150,7 +150,7 @@ def _train(
     kill_reason = None
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.worker", str(work_file)],
+            [sys.executable, "-m", "stnlp.runtime.worker", str(work_file)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=worker_env(),

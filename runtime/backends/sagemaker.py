@@ -4,7 +4,7 @@
 ``MaxRuntimeInSeconds`` for managed spot) before anything is created, takes the job lock,
 creates the run record, uploads the runtime's source tarball and calls ``CreateTrainingJob``:
 the container unpacks the source from its ``code`` channel and runs
-``python -m runtime.bootstrap --platform sagemaker``, which drives the same state machine as
+``python -m stnlp.runtime.bootstrap --platform sagemaker``, which drives the same state machine as
 on EC2 and publishes to the same registry. Managed spot keeps ``/opt/ml/checkpoints`` in the
 run's ``checkpoints/`` S3 prefix, so a restarted container resumes from it.
 
@@ -17,16 +17,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infra.names import TAG_JOB, TAG_STACK
-from plugins.spec import JobSpec
-from runtime import logs
-from runtime.backends.ec2 import TAG_RUN
-from runtime.backends.source import build_source_tarball, source_key
-from runtime.errors import UserError
-from runtime.manifest import load_manifest
-from runtime.runs import Run, load_run, run_prefix
-from runtime.settings import Settings
-from runtime.store import Stores, open_stores, s3_client
+from stnlp.common.errors import UserError
+from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK
+from stnlp.common.settings import Settings
+from stnlp.plugins.spec import JobSpec
+from stnlp.runtime import logs
+from stnlp.runtime.backends.cloud import kill_run, launch_or_fail, start_run
+from stnlp.runtime.backends.source import source_key
+from stnlp.runtime.manifest import load_manifest
+from stnlp.runtime.runs import Run, run_prefix
+from stnlp.runtime.store import Stores, open_stores, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ DEFAULT_IMAGE = (
 ENTRY_SCRIPT = (
     "set -euo pipefail; mkdir -p /opt/ml/code; "
     "tar xzf /opt/ml/input/data/code/source.tar.gz -C /opt/ml/code; "
-    'cd /opt/ml/code; exec python -m runtime.bootstrap "$@"'
+    'cd /opt/ml/code; exec python -m stnlp.runtime.bootstrap "$@"'
 )
 ENDED = ("Completed", "Failed", "Stopped")
 
@@ -151,22 +151,16 @@ def train_sagemaker(
     manifest = load_manifest(settings)
     stores = stores or open_stores(settings)
     sagemaker = sagemaker or s3_client(settings, "sagemaker")
-    run = Run.start(
-        stores, settings.stack, spec.name, "sagemaker", run_id=run_id,
-        hyperparameters=spec.resolved_hyperparameters(preset, overrides), preset=preset,
-        model=spec.output_model, max_runtime_seconds=spec.max_runtime_minutes * 60,
-        spot=use_spot, instance_type=spec.instance_type, gpu_count=spec.gpu_count,
-    )  # fmt: skip
-    try:
-        stores.results.put(source_key(settings.stack, run.run_id), build_source_tarball())
-        request = training_job_request(spec, manifest, settings.stack, run.run_id,
-                                       spot=use_spot, max_wait_seconds=max_wait_seconds,
-                                       image=image)
+    run = start_run(spec, stores, settings.stack, "sagemaker", spot=use_spot, preset=preset,
+                    overrides=overrides, run_id=run_id)
+
+    def create() -> dict[str, Any]:
+        request = training_job_request(spec, manifest, settings.stack, run.run_id, spot=use_spot,
+                                       max_wait_seconds=max_wait_seconds, image=image)
         sagemaker.create_training_job(**request)
-    except Exception as exc:
-        run.fail(f"create_training_job failed: {type(exc).__name__}: {exc}")
-        run.cleanup()
-        raise
+        return request
+
+    request = launch_or_fail(run, stores, create, what="create_training_job")
     run.heartbeat(job_id=request["TrainingJobName"])
     logs.event(log, "training job created", run_id=run.run_id, job=request["TrainingJobName"])
     return run.run_id
@@ -212,17 +206,15 @@ def kill_sagemaker_run(
     """Stop the run's training job, then record ``killed`` and clean up."""
     from botocore.exceptions import ClientError
 
-    run = load_run(stores, settings.stack, run_id)
-    if run.state == "cleanup":
-        raise UserError(f"run {run_id} has already ended ({run.record.get('result')})")
-    sagemaker = sagemaker or s3_client(settings, "sagemaker")
-    name = run.record.get("job_id")
-    if name:
+    def stop(run: Run) -> str:
+        name = run.record.get("job_id")
+        if not name:
+            return "it had no training job yet"
         try:
-            sagemaker.stop_training_job(TrainingJobName=name)
+            (sagemaker or s3_client(settings, "sagemaker")).stop_training_job(TrainingJobName=name)
         except ClientError as exc:  # already ended: nothing left to stop
             logs.event(log, "stop_training_job refused", logging.WARNING, job=name,
                        error=str(exc))
-    run.fail("killed by `stnlp runs kill`; training job stopped", killed=True)
-    run.cleanup()
-    return run
+        return "training job stopped"
+
+    return kill_run(stores, settings.stack, run_id, stop)

@@ -1,9 +1,10 @@
 """The runtime's source as a tarball, for instances and SageMaker containers to unpack.
 
-The tarball holds the project's packages (``runtime``, ``plugins``) and, for every plugin
-loaded from the ``stnlp`` entry-point group, its top-level package and its ``.dist-info``
-folder, so that the unpacked tree on ``PYTHONPATH`` finds the same plugins as the machine that
-launched the run.
+The tarball holds the ``stnlp`` package as it is installed (``stnlp/__init__.py`` and the
+``common``, ``runtime`` and ``plugins`` subpackages; the Pulumi program stays behind) and, for
+every plugin loaded from the ``stnlp`` entry-point group, its top-level package and its
+``.dist-info`` folder, so that the unpacked tree on ``PYTHONPATH`` finds the same plugins as the
+machine that launched the run.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
-from plugins import PROJECT
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.plugins import PROJECT
 
-PROJECT_PACKAGES = ("runtime", "plugins")
+PACKAGE = "stnlp"
+SUBPACKAGES = ("stnlp.common", "stnlp.runtime", "stnlp.plugins")
 _SKIP = {"__pycache__", ".pytest_cache"}
 
 
@@ -38,7 +40,7 @@ def plugin_sources() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for entry_point in metadata.entry_points(group=PROJECT):
         top = entry_point.value.split(":")[0].split(".")[0]
-        if top in PROJECT_PACKAGES:
+        if top == PACKAGE:
             continue
         found[top] = _package_dir(top)
         dist = entry_point.dist
@@ -60,10 +62,12 @@ def _filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 def build_source_tarball() -> bytes:
     """A gzipped tarball of the project packages and entry-point plugins."""
-    members = {name: _package_dir(name) for name in PROJECT_PACKAGES}
+    members = {name.replace(".", "/"): _package_dir(name) for name in SUBPACKAGES}
     members.update(plugin_sources())
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        init = _package_dir(PACKAGE) / "__init__.py"
+        tar.add(init, arcname=f"{PACKAGE}/__init__.py", filter=_filter)
         for name, path in sorted(members.items()):
             tar.add(path, arcname=name, filter=_filter)
     return buffer.getvalue()

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from runtime.cli import (  # noqa: F401  (importing a module registers its commands)
+from stnlp.common.errors import UserError
+from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its commands)
     cloud,
     cost,
     data,
@@ -19,8 +20,7 @@ from runtime.cli import (  # noqa: F401  (importing a module registers its comma
     train,
     upload,
 )
-from runtime.cli.base import cli
-from runtime.errors import UserError
+from stnlp.runtime.cli.base import cli
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,8 @@ from functools import cached_property
 
 import click
 
-from runtime import logs
-from runtime.settings import Settings, load_settings
+from stnlp.common.settings import Settings, load_settings
+from stnlp.runtime import logs
 
 
 class Session:
@@ -24,7 +24,7 @@ class Session:
     @cached_property
     def registry(self):
         """The plugin registry built from the settings."""
-        from plugins.manager import build_plugin_manager
+        from stnlp.plugins.manager import build_plugin_manager
 
         return build_plugin_manager(self.settings)
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
-from runtime.cli.base import Session, pass_session, stack_option
-from runtime.cli.runs import runs_group
-from runtime.errors import UserError
-from runtime.runs import STALE_AFTER_SECONDS, list_runs, load_run
-from runtime.settings import Settings
-from runtime.store import Stores, open_stores, s3_client
+from stnlp.common.errors import UserError
+from stnlp.common.settings import Settings
+from stnlp.runtime.cli.base import Session, pass_session, stack_option
+from stnlp.runtime.cli.runs import runs_group
+from stnlp.runtime.runs import STALE_AFTER_SECONDS, list_runs, load_run
+from stnlp.runtime.store import Stores, open_stores, s3_client
 
 CLOUD_BACKENDS = ("ec2", "sagemaker")
 
@@ -35,7 +35,7 @@ def follow_run(
     sagemaker: Any = None,
 ) -> dict[str, Any]:
     """Print state changes and new log lines of ``run_id`` until it ends; return the record."""
-    from runtime.backends.sagemaker import mirror_status
+    from stnlp.runtime.backends.sagemaker import mirror_status
 
     shown_state, offsets = None, {}
     while True:
@@ -61,7 +61,7 @@ def launch(
     backend: str, spec, settings: Settings, stores: Stores, *, wait: bool, **kwargs: Any
 ) -> dict[str, Any]:
     """Start ``spec`` on a cloud backend; with ``wait``, follow it to the end. Return the record."""
-    from runtime.backends import get_backend
+    from stnlp.runtime.backends import get_backend
 
     run_id = get_backend(backend)(spec, settings, stores=stores, **kwargs)
     click.echo(f"run {run_id}: launched on {backend} in stack {settings.stack}")
@@ -76,8 +76,8 @@ def launch(
 
 def kill_cloud_run(settings: Settings, stores: Stores, run_id: str) -> dict[str, Any]:
     """Kill an EC2 or SageMaker run: terminate its instance or stop its job, record ``killed``."""
-    from runtime.backends.ec2 import kill_ec2_run
-    from runtime.backends.sagemaker import kill_sagemaker_run
+    from stnlp.runtime.backends.ec2 import kill_ec2_run
+    from stnlp.runtime.backends.sagemaker import kill_sagemaker_run
 
     backend = load_run(stores, settings.stack, run_id).record["backend"]
     kill = {"ec2": kill_ec2_run, "sagemaker": kill_sagemaker_run}.get(backend)
@@ -107,8 +107,8 @@ def runs_wait(session: Session, run_id: str, poll: float) -> None:
 @pass_session
 def runs_sweep(session: Session, stale_after: float) -> None:
     """Terminate the stack's instances whose run ended or went stale; mirror SageMaker jobs."""
-    from runtime.backends.ec2 import sweep_instances
-    from runtime.backends.sagemaker import mirror_status
+    from stnlp.runtime.backends.ec2 import sweep_instances
+    from stnlp.runtime.backends.sagemaker import mirror_status
 
     settings = session.settings
     if not settings.uses_s3:

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
+from stnlp.runtime.cli.base import Session, cli, pass_session
 
 
 @cli.command("cost")
@@ -24,8 +24,8 @@ from runtime.cli.base import Session, cli, pass_session
 @pass_session
 def cost_command(session: Session, stack: str, directory: Path) -> None:
     """Estimate STACK's monthly cost while idle and each job's cost per training hour."""
-    from infra.config import config_from_stack_file
-    from infra.cost import estimate, load_prices
+    from stnlp.common.stackconfig import config_from_stack_file
+    from stnlp.runtime.cost import estimate, load_prices
 
     config = config_from_stack_file(directory / f"Pulumi.{stack}.yaml")
     prices = load_prices()

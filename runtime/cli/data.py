@@ -8,9 +8,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import cli
-from runtime.data import load_any
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime.cli.base import cli
+from stnlp.runtime.data import load_any
 
 
 @cli.group("data")

@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
-from runtime.data import SAMPLE_DIR
+from stnlp.runtime.cli.base import Session, cli, pass_session
+from stnlp.runtime.data import SAMPLE_DIR
 
 
 @cli.command("demo")
@@ -33,9 +33,9 @@ def demo_command(
 
     No cloud and no network. A rerun reuses the models unless their data or config changed.
     """
-    from runtime.auth import check_bind, load_credentials
-    from runtime.demo import train_all
-    from runtime.ui import AppContext, ServeOptions, launch
+    from stnlp.runtime.auth import check_bind, load_credentials
+    from stnlp.runtime.demo import train_all
+    from stnlp.runtime.ui import AppContext, ServeOptions, launch
 
     credentials = load_credentials(session.settings)
     if not no_serve:

@@ -9,10 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
-from runtime.data import SAMPLE_DIR
-from runtime.errors import UserError
-from runtime.training import import_entrypoint
+from stnlp.common.errors import UserError
+from stnlp.runtime.cli.base import Session, cli, pass_session
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.training import import_entrypoint
 
 
 def report_table(job: str, report: dict) -> Table:

@@ -8,12 +8,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 def _registry(session: Session):
-    from runtime.registry import ModelRegistry
-    from runtime.store import open_stores
+    from stnlp.runtime.registry import ModelRegistry
+    from stnlp.runtime.store import open_stores
 
     return ModelRegistry(open_stores(session.settings).models)
 

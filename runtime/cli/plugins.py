@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session
+from stnlp.runtime.cli.base import Session, cli, pass_session
 
 
 @cli.command("plugins")

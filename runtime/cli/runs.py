@@ -8,11 +8,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 def _stores(session: Session):
-    from runtime.store import open_stores
+    from stnlp.runtime.store import open_stores
 
     return open_stores(session.settings)
 
@@ -28,7 +28,7 @@ def runs_group() -> None:
 @pass_session
 def runs_list(session: Session, job: str | None) -> None:
     """List runs, newest first."""
-    from runtime.runs import list_runs
+    from stnlp.runtime.runs import list_runs
 
     table = Table(title=f"runs in stack {session.settings.stack}")
     for column in ("run", "job", "backend", "state", "result", "created"):
@@ -46,7 +46,7 @@ def runs_list(session: Session, job: str | None) -> None:
 @pass_session
 def runs_show(session: Session, run_id: str) -> None:
     """Show a run's record (state, history, error, model version)."""
-    from runtime.runs import load_run
+    from stnlp.runtime.runs import load_run
 
     click.echo(
         json.dumps(load_run(_stores(session), session.settings.stack, run_id).record, indent=2)
@@ -59,7 +59,7 @@ def runs_show(session: Session, run_id: str) -> None:
 @pass_session
 def runs_logs(session: Session, run_id: str) -> None:
     """Print a run's uploaded logs."""
-    from runtime.runs import load_run
+    from stnlp.runtime.runs import load_run
 
     run = load_run(_stores(session), session.settings.stack, run_id)
     keys = run.stores.results.list(f"{run.prefix}/logs/")
@@ -79,8 +79,8 @@ def runs_kill(session: Session, run_id: str) -> None:
 
     EC2 and SageMaker runs are ended here: the instance is terminated, the job stopped.
     """
-    from runtime.cli.cloud import CLOUD_BACKENDS, kill_cloud_run
-    from runtime.runs import load_run, request_kill
+    from stnlp.runtime.cli.cloud import CLOUD_BACKENDS, kill_cloud_run
+    from stnlp.runtime.runs import load_run, request_kill
 
     stores = _stores(session)
     if load_run(stores, session.settings.stack, run_id).record["backend"] in CLOUD_BACKENDS:

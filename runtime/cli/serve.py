@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 @cli.command("serve")
@@ -24,8 +24,8 @@ def serve_command(session: Session, host: str, port: int, max_file_size: str) ->
     Binding anything but 127.0.0.1/localhost/::1 needs a login: STNLP_AUTH_USERNAME and
     STNLP_AUTH_PASSWORD, or STNLP_AUTH_SSM_PARAMETER naming an SSM SecureString.
     """
-    from runtime.auth import load_credentials
-    from runtime.ui import AppContext, ServeOptions, launch
+    from stnlp.runtime.auth import load_credentials
+    from stnlp.runtime.ui import AppContext, ServeOptions, launch
 
     options = ServeOptions(host, port, max_file_size, load_credentials(session.settings))
     blocks = launch(AppContext(session.settings, session.registry), options)

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from runtime.backends import BACKENDS, get_backend
-from runtime.cli.base import Session, cli, pass_session, stack_option
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.runtime.backends import BACKENDS, get_backend
+from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
 
 
 def parse_overrides(pairs: tuple[str, ...], known: dict[str, Any], job: str) -> dict[str, Any]:
@@ -68,9 +68,9 @@ def train_command(
     pairs: tuple[str, ...],
 ) -> None:
     """Train JOB through the run state machine and publish its model."""
-    from runtime.cli.cloud import CLOUD_BACKENDS, launch
-    from runtime.runs import load_run
-    from runtime.store import open_stores
+    from stnlp.runtime.cli.cloud import CLOUD_BACKENDS, launch
+    from stnlp.runtime.runs import load_run
+    from stnlp.runtime.store import open_stores
 
     spec = session.registry.job(job)
     overrides = parse_overrides(pairs, dict(spec.hyperparameters), job)

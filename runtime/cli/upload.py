@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from runtime.cli.base import Session, pass_session, stack_option
-from runtime.cli.data import data_group
+from stnlp.runtime.cli.base import Session, pass_session, stack_option
+from stnlp.runtime.cli.data import data_group
 
 
 @data_group.command("upload")
@@ -19,8 +19,8 @@ def data_upload_command(session: Session, path: Path, quiet: bool) -> None:
     """Validate PATH (a dataset root, folder or file), then upload changed files to raw/.
 
     Without --stack this fills the local store (the embedded default)."""
-    from runtime.store import open_stores
-    from runtime.upload import upload_path
+    from stnlp.runtime.store import open_stores
+    from stnlp.runtime.upload import upload_path
 
     settings = session.settings
     store = open_stores(settings).datasets

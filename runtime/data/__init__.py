@@ -1,18 +1,18 @@
 """Loaders for the four datasets: subtitles, transcripts, locations, characters.
 
 Each ``load_*`` takes a file or a folder and returns a :class:`LoadResult`; bad input raises
-:class:`runtime.errors.DataError` naming the file, line and field.
+:class:`stnlp.common.errors.DataError` naming the file, line and field.
 """
 
 import sys
 from pathlib import Path
 
-from runtime.data.corpus import LOADERS, Corpus, group_by_episode, load_corpus
-from runtime.data.jsonl import load_characters, load_locations
-from runtime.data.records import Caption, Character, LoadResult, Location, TranscriptLine
-from runtime.data.subtitles import clean_caption, load_subtitles
-from runtime.data.transcripts import load_transcripts
-from runtime.data.validate import load_any
+from stnlp.runtime.data.corpus import LOADERS, Corpus, group_by_episode, load_corpus
+from stnlp.runtime.data.jsonl import load_characters, load_locations
+from stnlp.runtime.data.records import Caption, Character, LoadResult, Location, TranscriptLine
+from stnlp.runtime.data.subtitles import clean_caption, load_subtitles
+from stnlp.runtime.data.transcripts import load_transcripts
+from stnlp.runtime.data.validate import load_any
 
 
 def find_sample_dir(checkout: Path, prefix: Path) -> Path:

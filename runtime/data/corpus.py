@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from runtime.data.jsonl import load_characters, load_locations
-from runtime.data.records import LoadResult
-from runtime.data.subtitles import load_subtitles
-from runtime.data.transcripts import load_transcripts
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime.data.jsonl import load_characters, load_locations
+from stnlp.runtime.data.records import LoadResult
+from stnlp.runtime.data.subtitles import load_subtitles
+from stnlp.runtime.data.transcripts import load_transcripts
 
 LOADERS: dict[str, tuple[str, Callable[[Path], LoadResult]]] = {
     "subtitles": (".srt", load_subtitles),

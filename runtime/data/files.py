@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.data.records import LoadResult
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime.data.records import LoadResult
 
 _EPISODE = re.compile(r"S(\d{1,3})E(\d{1,3})", re.IGNORECASE)
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runtime import logs
-from runtime.data.files import load_files, read_text
-from runtime.data.records import Character, LoadResult, Location
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime import logs
+from stnlp.runtime.data.files import load_files, read_text
+from stnlp.runtime.data.records import Character, LoadResult, Location
 
 log = logging.getLogger(__name__)
 

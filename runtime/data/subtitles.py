@@ -6,9 +6,9 @@ import logging
 import re
 from pathlib import Path
 
-from runtime import logs
-from runtime.data.files import episode_of, load_files, read_text
-from runtime.data.records import Caption, LoadResult
+from stnlp.runtime import logs
+from stnlp.runtime.data.files import episode_of, load_files, read_text
+from stnlp.runtime.data.records import Caption, LoadResult
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import io
 import logging
 from pathlib import Path
 
-from runtime import logs
-from runtime.data.files import episode_of, load_files, read_text
-from runtime.data.records import LoadResult, TranscriptLine
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime import logs
+from stnlp.runtime.data.files import episode_of, load_files, read_text
+from stnlp.runtime.data.records import LoadResult, TranscriptLine
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.data.corpus import LOADERS, load_corpus
-from runtime.data.files import read_text
-from runtime.data.records import LoadResult
-from runtime.errors import DataError
+from stnlp.common.errors import DataError
+from stnlp.runtime.data.corpus import LOADERS, load_corpus
+from stnlp.runtime.data.files import read_text
+from stnlp.runtime.data.records import LoadResult
 
 _SUFFIXES = {".srt": "subtitles", ".csv": "transcripts"}
 

@@ -1,7 +1,7 @@
 """The assembled interface in headless Chromium: every tab used as a person would, then login.
 
 The app runs in this process on 127.0.0.1 and a free port, on a local store whose models were
-trained once per module through the demo code path (``runtime.demo.train_all``, tiny presets,
+trained once per module through the demo code path (``stnlp.runtime.demo.train_all``, tiny presets,
 local backend). Only the jobs whose models the page shows are trained (:data:`TRAINED_JOBS`);
 the others stay untrained, which the status panel must say. A screenshot of each tab goes to
 ``test-artifacts/tab-<name>.png``.
@@ -10,21 +10,21 @@ the others stay untrained, which the status panel must say. A screenshot of each
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
-from plugins.chatbot.plugin import BASES
-from plugins.classifier.themes import DEFAULT_THEMES
-from plugins.manager import build_plugin_manager
-from runtime.auth import Credentials
-from runtime.data import SAMPLE_DIR
-from runtime.demo import train_all
-from runtime.registry import fetch_latest
-from runtime.settings import Settings
-from runtime.ui import AppContext, ServeOptions, launch
+from stnlp.common.settings import Settings
+from stnlp.plugins.chatbot.plugin import BASES
+from stnlp.plugins.classifier.themes import DEFAULT_THEMES
+from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.auth import Credentials
+from stnlp.runtime.data import SAMPLE_DIR
+from stnlp.runtime.demo import train_all
+from stnlp.runtime.registry import fetch_latest
+from stnlp.runtime.ui import AppContext, ServeOptions, launch
 from tests.extension import install_example_plugin
+from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -47,12 +47,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _PageJobs:
@@ -94,7 +88,7 @@ def browser():
 @pytest.fixture(scope="module")
 def page(context, browser):
     """A page on the app served without login."""
-    blocks = launch(context, ServeOptions(port=_free_port()))
+    blocks = launch(context, ServeOptions(port=free_port()))
     tab = browser.new_page(viewport={"width": 1280, "height": 1000})
     tab.goto(blocks.local_url)
     tab.get_by_role("tab", name="Status").wait_for()
@@ -166,7 +160,7 @@ def test_chat_with_a_character_streams_a_reply_from_the_trained_adapter(page, co
 
 
 def test_another_character_answers_with_its_own_line_offline(page, context):
-    from plugins.chatbot.infer import dataset_folder, offline_responder
+    from stnlp.plugins.chatbot.infer import dataset_folder, offline_responder
 
     page.reload()  # a fresh chat
     page.get_by_role("tab", name="Status").wait_for()
@@ -185,7 +179,7 @@ def test_another_character_answers_with_its_own_line_offline(page, context):
 
 
 def test_location_classifier_shows_the_trained_models_top_types(page, context):
-    from plugins.classifier.location_model import LocationClassifier
+    from stnlp.plugins.classifier.location_model import LocationClassifier
 
     panel = _open(page, "Location classifier")
     model = fetch_latest(context.settings, "classifier-location")
@@ -284,7 +278,7 @@ def test_status_tab_shows_trained_and_untrained_models(page, context):
 
 def test_with_login_pages_and_api_answer_401_and_the_browser_gets_in_with_it(context, browser):
     creds = Credentials("hopper", "eggos", "test")
-    blocks = launch(context, ServeOptions(port=_free_port(), credentials=creds))
+    blocks = launch(context, ServeOptions(port=free_port(), credentials=creds))
     try:
         anonymous = browser.new_context()
         for path in ("", "config", "gradio_api/info"):

@@ -4,21 +4,20 @@ import json
 
 import gradio as gr
 
-from plugins import hookimpl
-from plugins.spec import Component, JobSpec, TabSpec
+import stnlp
 
 
-@hookimpl
+@stnlp.hookimpl
 def stnlp_components(settings):
     """The line-length model."""
-    return [Component("line-length", "Predicts a transcript line's length from its speaker")]
+    return [stnlp.Component("line-length", "Predicts a transcript line's length from its speaker")]
 
 
-@hookimpl
+@stnlp.hookimpl
 def stnlp_training_jobs(settings):
     """A small job that fits mean line length per speaker, step by step, with checkpoints."""
     return [
-        JobSpec(
+        stnlp.JobSpec(
             name="example-linefit",
             component="line-length",
             entrypoint="stnlp_example.train:train",
@@ -34,9 +33,7 @@ def stnlp_training_jobs(settings):
 
 
 def _latest(app):
-    from runtime.registry import fetch_latest
-
-    return fetch_latest(app.settings, "line-length")
+    return stnlp.fetch_latest(app.settings, "line-length")
 
 
 def _source(app) -> str:
@@ -54,7 +51,7 @@ def _predict(app, speaker: str) -> str:
     return f"{speaker}: about {means[speaker]:.0f} characters per line"
 
 
-@hookimpl
+@stnlp.hookimpl
 def stnlp_gradio_tabs(settings):
     """A tab asking the model for a speaker's typical line length."""
 
@@ -64,7 +61,7 @@ def stnlp_gradio_tabs(settings):
         speaker.submit(lambda s: _predict(app, s), speaker, answer)
 
     return [
-        TabSpec(
+        stnlp.TabSpec(
             name="line-length", title="Line length", build=build, model_source=_source, order=900
         )
     ]

@@ -9,10 +9,10 @@ import csv
 import json
 import time
 
-from runtime.training import TrainingContext, TrainingOutcome
+import stnlp
 
 
-def _read_lines(ctx: TrainingContext) -> list[tuple[str, str]]:
+def _read_lines(ctx: stnlp.TrainingContext) -> list[tuple[str, str]]:
     rows = []
     for path in sorted(ctx.dataset("transcripts").glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
@@ -22,7 +22,7 @@ def _read_lines(ctx: TrainingContext) -> list[tuple[str, str]]:
     return rows
 
 
-def train(ctx: TrainingContext) -> TrainingOutcome:
+def train(ctx: stnlp.TrainingContext) -> stnlp.TrainingOutcome:
     """Fit mean line length per speaker over ``steps`` steps, checkpointing each step."""
     rows = _read_lines(ctx)
     steps = int(ctx.param("steps", 20))
@@ -43,4 +43,4 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         time.sleep(float(ctx.param("step_seconds", 0.0)))
     means = {n: state["totals"][n] / state["counts"][n] for n in state["totals"]}
     (ctx.output_dir / "model.json").write_text(json.dumps({"mean_length": means}, indent=1))
-    return TrainingOutcome(metrics={"speakers": len(means), "steps": state["step"]})
+    return stnlp.TrainingOutcome(metrics={"speakers": len(means), "steps": state["step"]})

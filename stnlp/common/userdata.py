@@ -2,13 +2,13 @@
 
 Both install this package the same way: the newest wheel under ``packages/`` in the stack's
 models bucket (found through the SSM manifest) if there is one, else ``stranger-things-nlp``
-from PyPI. The training script then runs ``python -m runtime.bootstrap --stack S --job J``;
+from PyPI. The training script then runs ``python -m stnlp.runtime.bootstrap --stack S --job J``;
 whatever happens, an ``EXIT`` trap shuts the instance down, and the launch template makes
 shutdown terminate it. A scheduled ``shutdown`` at the job's maximum runtime (plus a grace
 period) is the last line of defence against a hung run, and a background loop emits the
 ``STNLP/ElapsedMinutes`` metric the overrun alarm watches. On exit the bootstrap's output is
 copied to a new stream in the job's CloudWatch log group (the run's own logs go to the results
-bucket, see runtime.bootstrap).
+bucket, see stnlp.runtime.bootstrap).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from shlex import quote
 
-from infra.names import (
+from stnlp.common.errors import UserError
+from stnlp.common.names import (
     METRIC_ELAPSED,
     METRIC_NAMESPACE,
     PACKAGES_PREFIX,
@@ -25,8 +26,7 @@ from infra.names import (
     log_group_name,
     manifest_parameter,
 )
-from runtime.errors import UserError
-from runtime.service import UNIT_NAME, ServiceConfig, render_unit
+from stnlp.common.service import UNIT_NAME, ServiceConfig, render_unit
 
 GRACE_MINUTES = 15
 VENV = "/opt/stnlp/.venv"
@@ -78,7 +78,7 @@ def render_user_data(
     group = quote(log_group_name(stack, job))
     return f"""\
 #!/bin/bash
-# stnlp training bootstrap: stack {stack}, job {job} (rendered by infra/userdata.py)
+# stnlp training bootstrap: stack {stack}, job {job} (rendered by stnlp/common/userdata.py)
 set -euo pipefail
 ship_log() {{
   local stream
@@ -106,7 +106,7 @@ START=$(date +%s)
       --value $(( ($(date +%s) - START) / 60 )) || true
     sleep 60
   done ) &
-{VENV}/bin/python -m runtime.bootstrap --stack {stack} --job {job}
+{VENV}/bin/python -m stnlp.runtime.bootstrap --stack {stack} --job {job}
 """
 
 
@@ -114,7 +114,7 @@ def render_interface_user_data(stack: str, region: str, port: int) -> str:
     """The bash user data of the interface host: `stnlp serve` as a systemd service.
 
     The service restarts on failure; `stnlp serve` reads its login from the SSM SecureString
-    ``/stnlp/<stack>/interface-auth`` (``STNLP_AUTH_SSM_PARAMETER``, see :mod:`runtime.auth`),
+    ``/stnlp/<stack>/interface-auth`` (``STNLP_AUTH_SSM_PARAMETER``, see :mod:`stnlp.runtime.auth`),
     so no secret is written to the instance's disk.
     """
     stack = _check("stack", stack)
@@ -128,7 +128,7 @@ def render_interface_user_data(stack: str, region: str, port: int) -> str:
     )
     return f"""\
 #!/bin/bash
-# stnlp interface host: stack {stack} (rendered by infra/userdata.py)
+# stnlp interface host: stack {stack} (rendered by stnlp/common/userdata.py)
 set -euo pipefail
 exec > >(tee -a /var/log/stnlp-bootstrap.log) 2>&1
 {_install_package(stack, region)}\

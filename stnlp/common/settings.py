@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 DEFAULT_STORE = Path(".stnlp") / "store"
 

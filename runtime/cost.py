@@ -1,7 +1,7 @@
 """Cost estimate of a stack: what it costs while idle, and per training hour of each job.
 
 Figures come from the stack's config (which decides what is created: NAT gateway, interface
-host, one alarm per job) and the price table ``infra/prices.json`` (its source and date are in
+host, one alarm per job) and the price table ``runtime/prices.json`` (its source and date are in
 the file). Storage is billed per GB stored and is reported as a rate, not a total.
 """
 
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.compute import INTERFACE_ROOT_GB, uses_spot
-from infra.config import StackConfig
-from infra.names import ec2_instance_type
-from plugins.spec import JobSpec
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
+from stnlp.common.names import ec2_instance_type
+from stnlp.common.stackconfig import INTERFACE_ROOT_GB, StackConfig, uses_spot
+from stnlp.plugins.spec import JobSpec
 
 PRICES = Path(__file__).with_name("prices.json")
 

@@ -13,7 +13,12 @@ TAG_STACK = "stnlp:stack"
 TAG_JOB = "stnlp:job"
 TAG_ROLE = "stnlp:role"
 TAG_BUCKET = "stnlp:bucket"
+TAG_RUN = "stnlp:run-id"
 TAG_MANAGED_BY = "managed-by"
+
+# S3 object tag on run logs and checkpoints; the stack's lifecycle rules expire objects by it
+# (values ``logs`` and ``checkpoints``), since S3 rules match prefixes only.
+EXPIRE_TAG = "stnlp-expire"
 
 # Custom metric the training user data emits every minute; the overrun alarm watches it.
 METRIC_NAMESPACE = "STNLP"

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from runtime.errors import UserError
+from stnlp.common.errors import UserError
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

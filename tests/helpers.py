@@ -1,0 +1,27 @@
+"""Small helpers several test files share: a free port and the `stnlp` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+STNLP = [sys.executable, "-c", "from stnlp.runtime.cli import main; main()"]
+"""The `stnlp` command as this interpreter runs it (no console script needed on PATH)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_stnlp(*args: str, env: dict[str, str] | None = None, cwd=None, replace_env: bool = False,
+              **kwargs) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run `stnlp ARGS` in a subprocess with ``env`` on top of this environment (or instead of
+    it, with ``replace_env``); return the completed process, output captured as text."""
+    environment = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
+    return subprocess.run([*STNLP, *args], capture_output=True, text=True, cwd=cwd,
+                          env=environment, **kwargs)  # fmt: skip
