@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -99,7 +98,8 @@ def installed(wheel, tmp_path_factory) -> Path:
         check=True, capture_output=True,
     )
     (site,) = env.glob("lib/python*/site-packages")
-    (site / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    dependencies = [p for p in sys.path if Path(p).name == "site-packages"]
+    (site / "zz_dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies))
     return env
 
 
