@@ -39,6 +39,7 @@ _PUBLIC: dict[str, str] = {
     "load_transcripts": "stnlp.runtime.data",
     "load_characters": "stnlp.runtime.data",
     "load_locations": "stnlp.runtime.data",
+    "CharacterNames": "stnlp.runtime.data.names",
     "AppContext": "stnlp.runtime.ui",
     "StackContext": "stnlp.infra.stack",
 }
