@@ -25,12 +25,14 @@ from stnlp.common.names import (
     manifest_parameter,
 )
 from stnlp.common.settings import Settings
+from stnlp.common.stackconfig import root_volume_gb
 from stnlp.plugins.manager import Registry, build_plugin_manager
 from stnlp.runtime.runs import JobLock, run_prefix
 from stnlp.runtime.store import S3Store, Stores, s3_client
 from tests.extension import install_example_plugin
 
 REPO = Path(__file__).resolve().parents[1]
+SHIMS = Path(__file__).resolve().parent / "shims"
 BUILTINS = "chatbot,classifier,network"
 ACCOUNT = "123456789012"  # moto's account id
 TRANSCRIPT = (
@@ -76,7 +78,9 @@ class Cloud:
         """The environment of a sandboxed instance's bootstrap (no example plugin on the path)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("STNLP_")}
         env.update(
-            PYTHONPATH=str(REPO), AWS_REGION=self.settings.region,
+            PYTHONPATH=os.pathsep.join([str(REPO), str(self.site)]),
+            PATH=os.pathsep.join([str(SHIMS), env.get("PATH", "")]),
+            AWS_REGION=self.settings.region,
             STNLP_REGION=self.settings.region, STNLP_ENDPOINT_URL=self.settings.endpoint_url,
             STNLP_WORKDIR=str(workdir), STNLP_IMDS_URL=imds_url, STNLP_SPOT_POLL_SECONDS="0.2",
             STNLP_HEARTBEAT_SECONDS="0.5", STNLP_PREFLIGHT_MIN_FREE_GB="0.01",
@@ -117,12 +121,22 @@ def make_cloud(
     stores = Stores(*(S3Store(buckets[kind], s3) for kind in BUCKET_KINDS))
     stores.datasets.put("raw/transcripts/S01E01.csv", TRANSCRIPT.encode())
     registry = build_plugin_manager(settings)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/18",
+                               AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"{stack}-training", VpcId=vpc,
+                                      Description="training")["GroupId"]
+    snapshot_gb = image["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
     templates = {}
     for spec in registry.job_specs():
         name = launch_template_name(stack, spec.name)
         data = {
-            "ImageId": image,
+            "ImageId": image["ImageId"],
+            "SecurityGroupIds": [group],
+            "BlockDeviceMappings": [{"DeviceName": image["RootDeviceName"], "Ebs": {
+                "VolumeSize": root_volume_gb(spec.root_volume_gb, snapshot_gb),
+                "VolumeType": "gp3", "Encrypted": True}}],
             "InstanceType": ec2_instance_type(spec.instance_type),
             "IamInstanceProfile": {"Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train"},
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
@@ -136,7 +150,9 @@ def make_cloud(
         }
     manifest = {
         "stack": stack, "region": settings.region, "buckets": buckets,
-        "subnet_ids": ["subnet-1"], "security_group_id": "sg-1",
+        "subnet_ids": [subnet], "security_group_id": group, "spot": True,
+        "ami_id": image["ImageId"], "ami_python": "3.11", "ami_packages": ["*"],
+        "nat_gateway": False, "hub_token_parameter": None,
         "instance_profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train",
         "sagemaker_role_arn": f"arn:aws:iam::{ACCOUNT}:role/stnlp-sagemaker",
         "launch_templates": templates, "log_groups": {}, "plugins": {},

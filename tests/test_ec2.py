@@ -29,6 +29,11 @@ def ec2(cloud):
     return recording_client(cloud.settings, "ec2", "RunInstances")
 
 
+def _launches(ec2) -> list[dict]:
+    """The RunInstances requests that launched (not the DryRun permission checks)."""
+    return [r for r in ec2.sent if not r.get("DryRun")]
+
+
 def _launch(cloud, ec2, **kwargs) -> str:
     return train_ec2(cloud.registry.job(JOB), cloud.settings, stores=cloud.stores, ec2=ec2,
                      **kwargs)
@@ -41,7 +46,8 @@ def _tags(instance: dict) -> dict[str, str]:
 @pytest.mark.parametrize("spot", [True, False])
 def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, spot):
     run_id = _launch(cloud, ec2, preset="tiny", spot=spot)
-    (request,) = ec2.sent
+    (request,) = _launches(ec2)
+    assert [r["DryRun"] for r in ec2.sent if r.get("DryRun")] == [True]
     stack = cloud.settings.stack
     tags = [{"Key": TAG_STACK, "Value": stack}, {"Key": TAG_JOB, "Value": JOB},
             {"Key": TAG_RUN, "Value": run_id}]
@@ -49,6 +55,7 @@ def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, s
         "LaunchTemplate": {"LaunchTemplateId": cloud.manifest["launch_templates"][JOB]["id"],
                            "Version": "$Latest"},
         "MinCount": 1, "MaxCount": 1, "ClientToken": f"{run_id}-1",
+        "SubnetId": cloud.manifest["subnet_ids"][0],
         "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
                               {"ResourceType": "volume", "Tags": tags}],
     }  # fmt: skip
@@ -73,14 +80,16 @@ def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, s
                                "aws:ec2launchtemplate:version": "1"}
     stored = cloud.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     assert base64.b64decode(stored["UserData"]["Value"]).decode() == user_data
-    assert cloud.stores.results.exists(f"{stack}/runs/{run_id}/source.tar.gz")
+    shipped = cloud.stores.models.list("packages/sha256/")
+    assert any(key.endswith("-py3-none-any.whl") for key in shipped)
+    assert all(f"--key {key} " in user_data for key in shipped)
 
 
 def test_second_launch_of_a_running_job_is_refused(cloud, ec2):
     first = _launch(cloud, ec2)
     with pytest.raises(JobLockedError, match=first):
         _launch(cloud, ec2)
-    assert len(ec2.sent) == 1
+    assert len(_launches(ec2)) == 1
 
 
 def test_stack_without_the_jobs_template_fails_the_run_cleanly(cloud, ec2):
