@@ -62,7 +62,13 @@ def launch(
 ) -> dict[str, Any]:
     """Start ``spec`` on a cloud backend; with ``wait``, follow it to the end. Return the record."""
     from stnlp.runtime.backends import get_backend
+    from stnlp.runtime.cost import run_cost
+    from stnlp.runtime.launchcheck import stack_spot
+    from stnlp.runtime.manifest import load_manifest
 
+    manifest = load_manifest(settings)
+    spot = stack_spot(spec, manifest, kwargs.get("spot"))
+    click.echo(run_cost(spec, spot=spot, nat=bool(manifest.get("nat_gateway"))).line())
     run_id = get_backend(backend)(spec, settings, stores=stores, **kwargs)
     click.echo(f"run {run_id}: launched on {backend} in stack {settings.stack}")
     if not wait:
