@@ -70,10 +70,11 @@ def _condition_holds(operator: str, key: str, wanted: Any, context: Mapping[str,
 
 
 def _statement_matches(statement: Mapping[str, Any], need: Need) -> bool:
+    action = need.action.lower()
     if "NotAction" in statement:
-        if any(fnmatchcase(need.action.lower(), a.lower()) for a in _listed(statement["NotAction"])):
+        if any(fnmatchcase(action, a.lower()) for a in _listed(statement["NotAction"])):
             return False
-    elif not any(fnmatchcase(need.action.lower(), a.lower()) for a in _listed(statement["Action"])):
+    elif not any(fnmatchcase(action, a.lower()) for a in _listed(statement["Action"])):
         return False
     if "NotResource" in statement:
         if any(fnmatchcase(need.resource, r) for r in _listed(statement["NotResource"])):

@@ -69,7 +69,7 @@ def _run(cloud, tmp_path, run_id: str, **env_extra: str) -> tuple[int, str, Path
     env.pop("PIP_EXTRA_INDEX_URL", None)
     out = (box / "tmp" / "console.log").open("wb")
     proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=box)
     try:
         proc.wait(240)
     finally:  # what the instance's shutdown ends: the metric loop and anything left

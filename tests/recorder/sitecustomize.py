@@ -9,9 +9,12 @@ import copy
 import json
 import os
 
-if os.environ.get("STNLP_AWS_RECORD"):
+try:
     import botocore.session
+except ImportError:  # a python without boto (the venv before its packages): nothing to record
+    botocore = None
 
+if os.environ.get("STNLP_AWS_RECORD") and botocore is not None:
     _create = botocore.session.Session.create_client
 
     def _record(path, principal):
