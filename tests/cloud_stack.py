@@ -1,8 +1,9 @@
 """A deployed stack on moto's server, for the cloud backend tests.
 
-:func:`make_cloud` creates what the Pulumi program would: three buckets, a launch template per
-job (as infra/compute.py builds it: IMDSv2 required, terminate on shutdown, spot market options),
-the stack manifest in SSM, and the transcripts dataset under ``raw/transcripts/``. The example
+:func:`make_cloud` creates what the Pulumi program would: three buckets, a VPC with a subnet and
+the training security group, a launch template and a log group per job (the template as
+infra/compute.py builds it: IMDSv2 required, terminate on shutdown, spot market options), the
+stack manifest in SSM, and the transcripts dataset under ``raw/transcripts/``. The example
 plugin is made discoverable through its entry point, as after ``pip install``.
 """
 
@@ -22,6 +23,7 @@ from stnlp.common.names import (
     bucket_name,
     ec2_instance_type,
     launch_template_name,
+    log_group_name,
     manifest_parameter,
 )
 from stnlp.common.settings import Settings
@@ -34,6 +36,7 @@ from tests.extension import install_example_plugin
 REPO = Path(__file__).resolve().parents[1]
 SHIMS = Path(__file__).resolve().parent / "shims"
 BUILTINS = "chatbot,classifier,network"
+IMAGE_NAME = "amzn2-ami-hvm-*-x86_64-gp2"  # one of moto's Amazon images, standing for the DLAMI
 ACCOUNT = "123456789012"  # moto's account id
 TRANSCRIPT = (
     "name,line\n"
@@ -102,10 +105,12 @@ def recording_client(settings: Settings, service: str, operation: str) -> Any:
 
 
 def make_cloud(
-    endpoint: str, tmp_path: Path, monkeypatch, disabled: str = BUILTINS
-) -> Cloud:
-    """Create the stack's AWS side on moto and return it (the example plugin installed)."""
-    site = install_example_plugin(tmp_path / "site")
+    endpoint: str, tmp_path: Path, monkeypatch, disabled: str = BUILTINS,
+    requires: tuple[str, ...] = (), **manifest_values: Any,
+) -> Cloud:  # fmt: skip
+    """Create the stack's AWS side on moto and return it (the example plugin installed, with
+    the ``Requires-Dist`` lines ``requires``); ``manifest_values`` replace manifest entries."""
+    site = install_example_plugin(tmp_path / "site", requires)
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     stack = f"t{uuid.uuid4().hex[:10]}"
@@ -121,15 +126,19 @@ def make_cloud(
     stores = Stores(*(S3Store(buckets[kind], s3) for kind in BUCKET_KINDS))
     stores.datasets.put("raw/transcripts/S01E01.csv", TRANSCRIPT.encode())
     registry = build_plugin_manager(settings)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]
+    image = ec2.describe_images(Owners=["amazon"], Filters=[  # listing all 1,300 AMIs takes secs
+        {"Name": "name", "Values": [IMAGE_NAME]}])["Images"][0]
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/18",
                                AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName=f"{stack}-training", VpcId=vpc,
                                       Description="training")["GroupId"]
     snapshot_gb = image["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
-    templates = {}
+    templates, log_groups = {}, {}
+    logs = s3_client(settings, "logs")
     for spec in registry.job_specs():
+        log_groups[spec.name] = log_group_name(stack, spec.name)
+        logs.create_log_group(logGroupName=log_groups[spec.name])
         name = launch_template_name(stack, spec.name)
         data = {
             "ImageId": image["ImageId"],
@@ -155,7 +164,7 @@ def make_cloud(
         "nat_gateway": False, "hub_token_parameter": None,
         "instance_profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train",
         "sagemaker_role_arn": f"arn:aws:iam::{ACCOUNT}:role/stnlp-sagemaker",
-        "launch_templates": templates, "log_groups": {}, "plugins": {},
+        "launch_templates": templates, "log_groups": log_groups, "plugins": {}, **manifest_values,
     }  # fmt: skip
     s3_client(settings, "ssm").put_parameter(
         Name=manifest_parameter(stack), Value=json.dumps(manifest), Type="String"

@@ -54,8 +54,11 @@ def test_training_user_data_bootstraps_the_job_and_shuts_down():
     # nothing is installed by name from an index: the shipped files, hash-checked
     assert "stranger-things-nlp" not in script.replace("stranger_things_nlp-0.1.0", "")
     assert f'echo "{"a" * 64}  /opt/stnlp/dist/{WHEEL.filename}" | sha256sum -c --quiet' in lines
-    assert "--require-hashes -r /opt/stnlp/dist/wheels.txt" in script
-    assert "--no-index" in script and len(script.encode()) < MAX_BYTES
+    assert "--require-hashes --only-binary=:all: -r /opt/stnlp/dist/instance-lock.txt " \
+           "-r /opt/stnlp/dist/wheels.txt" in script
+    assert f"/opt/stnlp/dist/{WHEEL.filename} --hash=sha256:{'a' * 64}" in lines
+    assert "-m venv --without-pip /opt/stnlp/.venv" in script  # the AMI's pip installs
+    assert len(script.encode()) < MAX_BYTES
 
 
 def test_training_user_data_without_a_deadline_schedules_none():

@@ -1,136 +1,336 @@
-"""The rendered user data of a launch, run end to end in bash as on an instance.
+"""The rendered user data of a launch, run end to end in bash as on an instance, from boot to
+self-termination, in each way a run ends.
 
 The script is the one RunInstances carried (read back from moto), with its absolute paths moved
 under a sandbox folder. PATH holds shims for `shutdown` (terminates the moto instance, as the
-template's shutdown behaviour does) and `aws` (real boto3 calls against moto); the metadata stub
-answers for the instance; pip sees no index but a local folder holding only the files the
-launch uploaded. The "AMI" is a venv over this environment (its torch included), as the
-deep-learning AMI's /opt/pytorch. Every AWS call of the instance is recorded and judged
-against the training role's declared policy.
+template's shutdown behaviour does) and `aws` (real boto3 calls against moto, made by the test
+process for the instance: tests/aws_cli.py); the metadata stub answers for the instance. The
+"AMI" is a venv over this environment (its torch included), as the deep-learning AMI's
+/opt/pytorch. The example plugin declares one dependency the AMI lacks (:data:`DEP`), so the
+launch's lock pins it, hash and all; pip on the instance has no index but a folder standing for
+PyPI that holds that one wheel, and the launched wheels come from S3 only. Every AWS call of
+the instance is recorded and judged against the training role's declared policy.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from stnlp.common.names import PROJECT
 from stnlp.runtime.backends.ec2 import train_ec2
+from stnlp.runtime.backends.package import write_wheel
+from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.store import s3_client
+from stnlp.runtime.training import METRICS_FILE
+from tests.aws_cli import AwsCli
 from tests.aws_rules import denials, read_calls
-from tests.cloud_stack import REPO, SHIMS
+from tests.cloud_stack import REPO, SHIMS, Cloud, make_cloud
 from tests.imds_stub import ImdsStub
 from tests.test_aws_rules import facts, policies_of
 
 JOB = "example-linefit"
 RECORDER = REPO / "tests" / "recorder"
+DEP, DEP_MODULE = "stnlp-sandbox-dep", "stnlp_sandbox_dep"
+DEP_WHEEL = f"{DEP_MODULE}-1.0-py3-none-any.whl"
+
+
+def _ami_dirs() -> list[str]:
+    """This environment's site-packages folders: what the sandbox's "AMI" provides."""
+    return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+
+
+@pytest.fixture(scope="module")
+def pypi(tmp_path_factory) -> Path:
+    """A folder standing for PyPI: the one wheel of :data:`DEP` (pure Python, made here)."""
+    folder = tmp_path_factory.mktemp("pypi")
+    info = f"{DEP_MODULE}-1.0.dist-info"
+    write_wheel(folder / DEP_WHEEL, {
+        f"{DEP_MODULE}.py": b"ANSWER = 42\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {DEP}\nVersion: 1.0\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+                         b"Tag: py3-none-any\n",
+    }, info)  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def cloud(moto_endpoint, release_cache, pypi, tmp_path, monkeypatch) -> Cloud:
+    """A stack whose example plugin needs :data:`DEP`, installed on the launching machine (as
+    after `pip install`); the AMI provides every other distribution of this environment."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # the lock resolves against `pypi` only
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(pypi))
+    provided = sorted({d.metadata["Name"] for d in metadata.distributions(path=_ami_dirs())}
+                      - {PROJECT, DEP})  # fmt: skip
+    made = make_cloud(moto_endpoint, tmp_path, monkeypatch, requires=(DEP,),
+                      ami_packages=provided)
+    with zipfile.ZipFile(pypi / DEP_WHEEL) as wheel:
+        wheel.extractall(made.site)
+    return made
 
 
 def _ami(root: Path) -> Path:
     """A venv standing for the AMI's /opt/pytorch: it sees this environment's packages."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     site = next(root.glob("lib/python*/site-packages"))
-    dirs = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     # plain path lines: this environment's packages, not its editable install of the checkout
-    (site / "ami.pth").write_text("".join(f"{d}\n" for d in dirs))
+    (site / "ami.pth").write_text("".join(f"{d}\n" for d in _ami_dirs()))
     return root
 
 
-def _run(cloud, tmp_path, run_id: str, **env_extra: str) -> tuple[int, str, Path]:
-    instance_id = cloud.record(run_id)["instance_id"]
-    raw = cloud.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
-    script = base64.b64decode(raw["UserData"]["Value"]).decode()
-    box = tmp_path / "instance"
-    ami = _ami(box / "opt" / "pytorch")
-    index = box / "index"
-    index.mkdir(parents=True)
-    for key in cloud.stores.models.list("packages/sha256/"):
-        cloud.stores.models.download_file(key, index / key.rsplit("/", 1)[1])
-    script = (script.replace("/opt/pytorch", str(ami)).replace("/opt/stnlp", str(box / "stnlp"))
-              .replace("/var/log/", f"{box}/log/").replace("/tmp/stnlp-", f"{box}/tmp/stnlp-"))
-    for folder in ("log", "tmp"):
-        (box / folder).mkdir()
-    imds = ImdsStub(instance_id).start()
-    record = tmp_path / "calls.jsonl"
-    env = cloud.instance_env(box / "work", imds.url, STNLP_PREFLIGHT_GPUS="0")
-    env.update(
-        PATH=os.pathsep.join([str(RECORDER), str(SHIMS), os.path.dirname(sys.executable),
-                              "/usr/bin", "/bin"]),
-        PYTHONPATH=str(RECORDER), STNLP_AWS_RECORD=str(record), STNLP_AWS_PRINCIPAL="training",
-        PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL=index.as_uri(), PIP_NO_CACHE_DIR="1",
-        **env_extra,
-    )  # fmt: skip
-    env.pop("PIP_FIND_LINKS", None)
-    env.pop("PIP_EXTRA_INDEX_URL", None)
-    out = (box / "tmp" / "console.log").open("wb")
-    proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=box)
-    try:
-        proc.wait(240)
-    finally:  # what the instance's shutdown ends: the metric loop and anything left
+class Instance:
+    """One launched instance: its user data running in bash in a sandbox folder."""
+
+    def __init__(self, cloud: Cloud, run_id: str, root: Path, index: Path, **env: str):
+        self.cloud, self.run_id, self.box = cloud, run_id, root
+        self.instance_id = cloud.record(run_id)["instance_id"]
+        raw = cloud.ec2.describe_instance_attribute(InstanceId=self.instance_id,
+                                                    Attribute="userData")
+        script = base64.b64decode(raw["UserData"]["Value"]).decode()
+        ami = _ami(root / "opt" / "pytorch")
+        self.script = (script.replace("/opt/pytorch", str(ami))
+                       .replace("/opt/stnlp", str(root / "stnlp"))
+                       .replace("/var/log/", f"{root}/log/")
+                       .replace("/tmp/stnlp-", f"{root}/tmp/stnlp-"))  # fmt: skip
+        for folder in ("log", "tmp"):
+            (root / folder).mkdir()
+        self.imds = ImdsStub(self.instance_id).start()
+        self.calls, self.shutdowns = root / "calls.jsonl", root / "shutdown.log"
+        socket_path = Path(tempfile.mkdtemp(prefix="stnlp-aws-")) / "cli.sock"  # < 108 bytes
+        self.cli = AwsCli(cloud.settings.endpoint_url, cloud.settings.region, socket_path,
+                          self.calls, principal="training")
+        self.env = cloud.instance_env(root / "work", self.imds.url, STNLP_PREFLIGHT_GPUS="0")
+        self.env.update(
+            PATH=os.pathsep.join([str(SHIMS), os.path.dirname(sys.executable),
+                                  "/usr/bin", "/bin"]),
+            PYTHONPATH=str(RECORDER), STNLP_AWS_RECORD=str(self.calls),
+            STNLP_AWS_PRINCIPAL="training", STNLP_SHIM_LOG=str(self.shutdowns),
+            STNLP_AWS_CLI_SOCKET=str(socket_path),
+            PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(index),
+            PIP_NO_CACHE_DIR="1", **env,
+        )  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def boot(self) -> Instance:
+        """Start the user data, as cloud-init does."""
+        self.streams_before = self._log_streams()
+        self.cli.__enter__()
+        self.console = (self.box / "tmp" / "console.log").open("wb")
+        self.proc = subprocess.Popen(["bash", "-c", self.script], env=self.env,
+                                     stdout=self.console, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=self.box)
+        return self
+
+    def wait(self, timeout: float = 180) -> int:
+        """Wait for the user data to end; stop what the instance's shutdown ends; the status."""
+        try:
+            self.proc.wait(timeout)
+        finally:
+            self.stop()
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        """What the instance's shutdown ends: the metric loop and anything else left."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out.close()
-        imds.stop()
-    log = (box / "log" / "stnlp-bootstrap.log").read_text(errors="replace")
-    return proc.returncode, log, record
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if not self.console.closed:
+            self.console.close()
+            self.cli.__exit__()
+
+    def _log_streams(self) -> int:
+        group = self.cloud.manifest["log_groups"][JOB]
+        return len(s3_client(self.cloud.settings, "logs").describe_log_streams(
+            logGroupName=group)["logStreams"])
+
+    @property
+    def log(self) -> str:
+        """The boot log (what the instance ships to CloudWatch)."""
+        return (self.box / "log" / "stnlp-bootstrap.log").read_text(errors="replace")
+
+    def steps_done(self) -> int:
+        """Training steps the job has logged on this instance."""
+        path = self.box / "work" / "job" / METRICS_FILE
+        return path.read_text().count("\n") if path.is_file() else 0
+
+    def assert_self_terminated(self) -> None:
+        """The instance shut itself down (the shim was called) and EC2 terminated it; its AWS
+        calls were all allowed by the training role's declared policy."""
+        deadline = time.monotonic() + 60  # the watchdog's own shutdown may come last
+        while (self.cloud.instance_state(self.instance_id) == "running"
+               and time.monotonic() < deadline):  # fmt: skip
+            time.sleep(0.2)
+        assert "shutdown -h now" in self.shutdowns.read_text().splitlines()
+        assert self.cloud.instance_state(self.instance_id) in ("shutting-down", "terminated")
+        assert self._log_streams() > self.streams_before, "the boot log reached CloudWatch"
+        calls = read_calls(self.calls)
+        assert calls, "the recorder saw the instance's calls"
+        assert denials(calls, policies_of(self.cloud), facts(self.cloud)) == []
+
+    def imports(self, *modules: str) -> dict[str, str]:
+        """Where the instance's venv imports each of ``modules`` from (outside any checkout)."""
+        venv_python = self.box / "stnlp" / ".venv" / "bin" / "python"
+        code = "import importlib, sys\nfor m in sys.argv[1:]: print(importlib.import_module(m)" \
+               ".__file__)"
+        done = subprocess.run([str(venv_python), "-I", "-c", code, *modules], cwd=self.box,
+                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr
+        return dict(zip(modules, done.stdout.split(), strict=True))
 
 
-def _launch(cloud, **overrides) -> str:
+@pytest.fixture
+def instance(cloud, pypi, tmp_path):
+    """Make sandboxed instances for runs of the stack (``index``: pip's stand-in for PyPI)."""
+    made: list[Instance] = []
+
+    def make(run_id: str, name: str = "instance", index: Path = pypi, **env: str) -> Instance:
+        made.append(Instance(cloud, run_id, tmp_path / name, index, **env))
+        return made[-1]
+
+    yield make
+    for box in made:
+        if box.proc is not None:
+            box.stop()
+        box.imds.stop()
+
+
+def _launch(cloud: Cloud, run_id: str | None = None, **overrides) -> str:
     return train_ec2(cloud.registry.job(JOB), cloud.settings, stores=cloud.stores,
-                     ec2=cloud.ec2, overrides=overrides)
+                     ec2=cloud.ec2, overrides=overrides, run_id=run_id)
 
 
-def _ended(cloud, run_id: str, result: str) -> dict:
+def _ended(cloud: Cloud, run_id: str, result: str) -> dict:
     record = cloud.record(run_id)
     assert (record["state"], record["result"]) == ("cleanup", result), record
-    assert cloud.lock_holder(JOB) is None
-    assert cloud.instance_state(record["instance_id"]) in ("shutting-down", "terminated")
+    assert cloud.lock_holder(JOB) is None, "the lock is released"
     return record
 
 
-def test_boot_to_self_termination_trains_from_the_launched_wheels(cloud, tmp_path):
-    """Items 2 and 5: the instance installs only what the launch uploaded (pip has no other
-    index), keeps the AMI's torch, trains, publishes, and shuts itself down."""
-    run_id = _launch(cloud, steps=3)
-    status, log, record = _run(cloud, tmp_path, run_id)
-    assert status == 0, log[-3000:]
-    _ended(cloud, run_id, "succeeded")
-    venv = tmp_path / "instance" / "stnlp" / ".venv"
-    check = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import stnlp, torch; print(stnlp.__file__); print(torch.__file__)"],
-                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
-    stnlp_file, torch_file = check.stdout.split()
-    assert stnlp_file.startswith(str(venv)), "the launched wheel, not the checkout"
-    assert not torch_file.startswith(str(venv)), "the AMI's torch, not a reinstalled one"
-    assert denials(read_calls(record), policies_of(cloud), facts(cloud)) == []
+def _log_names(cloud: Cloud, run_id: str) -> set[str]:
+    prefix = f"{cloud.settings.stack}/runs/{run_id}/logs/"
+    return {key.removeprefix(prefix) for key in cloud.stores.results.list(prefix)}
 
 
-def test_pip_failure_records_the_run_failed_and_releases_the_lock(cloud, tmp_path):
-    """Item 7: a failure before the bootstrap (here pip, its index unreachable for a locked
-    dependency) still ends the run failed, frees the lock and terminates the instance."""
+def test_spot_notice_keeps_the_run_then_the_relaunch_resumes_and_succeeds(cloud, instance):
+    """Spot notice, then success (items 2, 5): each instance installs only what the launch
+    shipped (the locked dependency from the index, hash-checked; the launched wheels from S3)
+    and keeps the AMI's torch; the interrupted one keeps the run and its lock and terminates;
+    the relaunch resumes from the checkpoint, publishes, releases the lock, terminates."""
+    run_id = _launch(cloud, steps=8, step_seconds=0.4)
+    first = instance(run_id, "first").boot()
+    deadline = time.monotonic() + 150
+    while first.steps_done() < 2 and first.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.imds.send_spot_notice()
+    assert first.wait() == 3, first.log[-3000:]
+    first.assert_self_terminated()
+    record = cloud.record(run_id)
+    assert (record["state"], record["result"]) == ("training", None)
+    assert record["spot_interruptions"][0]["instance_id"] == first.instance_id
+    assert cloud.lock_holder(JOB) == run_id, "an interrupted run keeps its lock to resume"
+    prefix = f"{cloud.settings.stack}/runs/{run_id}"
+    interrupted_at = json.loads(cloud.stores.results.get(f"{prefix}/checkpoints/state.json"))
+    assert 2 <= interrupted_at["step"] < 8
+
+    assert _launch(cloud, run_id=run_id) == run_id
+    second = instance(run_id, "second").boot()
+    assert second.instance_id != first.instance_id
+    assert second.wait() == 0, second.log[-3000:]
+    second.assert_self_terminated()
+    record = _ended(cloud, run_id, "succeeded")
+    assert [e["state"] for e in record["history"]] == [
+        "initialization", "data_sync", "training", "results_sync", "cleanup"]
+    assert record["attempts"] == 2
+    assert record["launches"] == [first.instance_id, second.instance_id]
+    steps = [m["step"] for m in json.loads(cloud.stores.results.get(f"{prefix}/training.json"))]
+    assert steps == list(range(1, 9)), "the resumed run continues the step count"
+    registry = ModelRegistry(cloud.stores.models)
+    version = registry.latest("line-length")
+    assert version == record["model_version"]
+    assert registry.manifest("line-length", version)["run_id"] == run_id
+    assert {"bootstrap.log", "worker.log"} <= _log_names(cloud, run_id)
+    assert ("PUT", "/latest/api/token") in second.imds.requests, "IMDSv2: a token first"
+    venv = str(second.box / "stnlp" / ".venv")
+    found = second.imports("stnlp", "stnlp_example", DEP_MODULE, "torch")
+    assert found["stnlp"].startswith(venv), "the launched wheel, not the checkout"
+    assert found["stnlp_example"].startswith(venv), "the launched plugin wheel"
+    assert found[DEP_MODULE].startswith(venv), "the locked dependency, from the index"
+    assert not found["torch"].startswith(venv), "the AMI's torch, not a reinstalled one"
+
+
+def test_pip_failure_records_the_run_failed_and_releases_the_lock(cloud, instance, tmp_path):
+    """Item 7: a failure before the bootstrap (pip: the index is unreachable, as from a private
+    subnet without NAT, so the locked dependency cannot come) still ends the run failed, frees
+    the lock and terminates the instance."""
+    run_id = _launch(cloud)
+    unreachable = tmp_path / "no-index"
+    unreachable.mkdir()
+    box = instance(run_id, index=unreachable).boot()
+    assert box.wait() == 1, box.log[-3000:]
+    box.assert_self_terminated()
+    record = _ended(cloud, run_id, "failed")
+    assert record["error"] == "instance user data failed (exit 1) at: install the release"
+    assert DEP in box.log, "pip says which distribution it could not find"
+
+
+def test_a_tampered_release_file_fails_its_digest_check(cloud, instance):
+    """What S3 serves is checked against the digest the launch put in the user data."""
     run_id = _launch(cloud)
     lock = next(k for k in cloud.stores.models.list("packages/sha256/") if k.endswith(".txt"))
-    broken = cloud.stores.models.get(lock) + b"no-such-dist==1.0 --hash=sha256:" + b"0" * 64
-    cloud.stores.models.put(lock, broken)  # the digest check in the user data catches it
-    status, log, record = _run(cloud, tmp_path, run_id)
-    assert status != 0
-    ended = _ended(cloud, run_id, "failed")
-    assert ended["error"].startswith("instance user data failed (exit 1) at: download")
-    assert denials(read_calls(record), policies_of(cloud), facts(cloud)) == []
+    cloud.stores.models.put(lock, cloud.stores.models.get(lock) + b"evil==6.6.6\n")
+    box = instance(run_id).boot()
+    assert box.wait() == 1, box.log[-3000:]
+    box.assert_self_terminated()
+    record = _ended(cloud, run_id, "failed")
+    assert record["error"].startswith("instance user data failed (exit 1) at: download")
 
 
 @pytest.mark.parametrize("scenario", ["preflight", "crash"])
-def test_bootstrap_failures_end_the_run_from_the_user_data(cloud, tmp_path, scenario):
-    run_id = _launch(cloud, **({"fail_at_step": 1, "steps": 2} if scenario == "crash" else {}))
-    extra = {"STNLP_PREFLIGHT_GPUS": "1"} if scenario == "preflight" else {}
-    status, log, _ = _run(cloud, tmp_path, run_id, **extra)
-    assert status == 1, log[-3000:]
-    ended = _ended(cloud, run_id, "failed")
-    expected = "preflight failed" if scenario == "preflight" else "injected failure at step 1"
-    assert expected in ended["error"]
+def test_bootstrap_failures_end_the_run_and_terminate(cloud, instance, scenario):
+    """A failing preflight (no GPU) and a crash in training: the bootstrap records the failure
+    with its reason and uploads its logs; the user data's trap finds the run ended."""
+    overrides = {"fail_at_step": 1, "steps": 2} if scenario == "crash" else {}
+    run_id = _launch(cloud, **overrides)
+    env = {"STNLP_PREFLIGHT_GPUS": "1"} if scenario == "preflight" else {}
+    box = instance(run_id, **env).boot()
+    assert box.wait() == 1, box.log[-3000:]
+    box.assert_self_terminated()
+    record = _ended(cloud, run_id, "failed")
+    if scenario == "preflight":
+        assert "preflight failed: gpu: torch sees 0 GPU(s), the job needs 1" in record["error"]
+        assert [e["state"] for e in record["history"]] == ["initialization", "failed", "cleanup"]
+        assert b"preflight failed" in cloud.stores.results.get(
+            f"{cloud.settings.stack}/runs/{run_id}/logs/bootstrap.log")
+    else:
+        assert record["error"] == "RuntimeError: injected failure at step 1"
+        assert b"injected failure at step 1" in cloud.stores.results.get(
+            f"{cloud.settings.stack}/runs/{run_id}/logs/worker.log")
+    assert ModelRegistry(cloud.stores.models).latest("line-length") is None
+
+
+def test_a_hung_run_is_ended_by_the_watchdog(cloud, instance):
+    """The watchdog kills the hung bootstrap at the maximum runtime, records the run failed,
+    releases the lock and shuts the instance down; the user data's trap ends as well."""
+    run_id = _launch(cloud, steps=3, step_seconds=120)
+    box = instance(run_id, STNLP_MAX_RUNTIME_SECONDS="5").boot()
+    assert box.wait() == 137, box.log[-3000:]  # the bootstrap was killed (SIGKILL)
+    deadline = time.monotonic() + 60
+    while cloud.record(run_id)["state"] != "cleanup" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    box.assert_self_terminated()
+    record = _ended(cloud, run_id, "failed")
+    # whichever writes first: the watchdog, or the trap that sees the bootstrap killed
+    assert record["error"] in ("exceeded the job's maximum runtime; stopped by the watchdog",
+                               "instance user data failed (exit 137) at: bootstrap")

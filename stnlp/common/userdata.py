@@ -80,25 +80,27 @@ def _fetch(files: Sequence[ShippedFile]) -> str:
 
 
 def _install(wheels: Sequence[ShippedFile], lock: ShippedFile) -> str:
-    """Shell lines making the venv (seeing the AMI's packages) and installing the release."""
+    """Shell lines making the venv (seeing the AMI's packages) and installing the release.
+
+    The venv is made without pip of its own: the AMI's pip, seen through ``ami.pth``, installs
+    into it. One pip run takes the lock (from the index, hash-checked) and the launched wheels
+    (local files, hash-checked); what the AMI already has at a pinned version is kept.
+    """
     pins = "\n".join(f"{DIST}/{w.filename} --hash=sha256:{w.digest}" for w in wheels)
     return f"""\
 STEP="create the venv"
 PY=/opt/pytorch/bin/python3
 [ -x "$PY" ] || PY=python3
-"$PY" -m venv {VENV}
+"$PY" -m venv --without-pip {VENV}
 SITE=$({VENV}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "$PY" -c 'import site
 for d in site.getsitepackages(): print(f"import site; site.addsitedir({{d!r}})")' > "$SITE/ami.pth"
-STEP="install the dependencies"
-{VENV}/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \\
-  --require-hashes --only-binary=:all: -r {DIST}/{lock.filename}
-STEP="install the launched wheels"
+STEP="install the release"
 cat > {DIST}/wheels.txt <<'WHEELS'
 {pins}
 WHEELS
-{VENV}/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-index \\
-  --require-hashes -r {DIST}/wheels.txt
+{VENV}/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \\
+  --require-hashes --only-binary=:all: -r {DIST}/{lock.filename} -r {DIST}/wheels.txt
 """
 
 

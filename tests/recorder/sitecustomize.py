@@ -2,7 +2,8 @@
 
 On ``PYTHONPATH`` with ``STNLP_AWS_RECORD=<file>`` and ``STNLP_AWS_PRINCIPAL=<role>``, each
 API call is appended to the file as one JSON line: principal, service, operation, parameters and
-the HTTP status of the answer.
+the HTTP status of the answer. A process that unsets ``STNLP_AWS_RECORD`` before making a client
+(the `shutdown` shim, acting for EC2 itself) is not recorded.
 """
 
 import copy
@@ -34,6 +35,8 @@ if os.environ.get("STNLP_AWS_RECORD") and botocore is not None:
 
     def create_client(self, *args, **kwargs):
         client = _create(self, *args, **kwargs)
+        if not os.environ.get("STNLP_AWS_RECORD"):  # unset since start: not the principal's call
+            return client
         stash, after = _record(os.environ["STNLP_AWS_RECORD"],
                                os.environ.get("STNLP_AWS_PRINCIPAL", "unknown"))
         client.meta.events.register("before-parameter-build", stash)
