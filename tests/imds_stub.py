@@ -1,8 +1,9 @@
 """A local stand-in for the EC2 instance metadata service (IMDSv2), for tests.
 
 Serves ``PUT /latest/api/token`` and, with a valid token, ``meta-data/instance-id`` and
-``meta-data/spot/instance-action`` (404 until :meth:`ImdsStub.send_spot_notice`). Requests
-without a token get 401, as on an instance that requires IMDSv2.
+``meta-data/spot/instance-action`` (404 until :meth:`ImdsStub.send_spot_notice`; answers put
+in :attr:`ImdsStub.spot_answers` are served first, one per request). Requests without a token
+get 401, as on an instance that requires IMDSv2.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class ImdsStub:
     def __init__(self, instance_id: str):
         self.instance_id = instance_id
         self.spot_action: dict[str, str] | None = None
+        self.spot_answers: list[tuple[int, str]] = []  # (status, body), served in order
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -75,6 +77,8 @@ class ImdsStub:
                 if self.path == "/latest/meta-data/instance-id":
                     return self._send(200, stub.instance_id)
                 if self.path == "/latest/meta-data/spot/instance-action":
+                    if stub.spot_answers:
+                        return self._send(*stub.spot_answers.pop(0))
                     if stub.spot_action is None:
                         return self._send(404)
                     return self._send(200, json.dumps(stub.spot_action))
