@@ -69,8 +69,9 @@ def _download(repo_id: str, hf_home: Path, token: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-    try:
-        return Path(snapshot_download(repo_id, cache_dir=hub_cache_dir(hf_home), token=token))
+    try:  # HF_ENDPOINT read now (huggingface_hub reads it once, at import): a mirror, a test hub
+        return Path(snapshot_download(repo_id, cache_dir=hub_cache_dir(hf_home), token=token,
+                                      endpoint=os.environ.get("HF_ENDPOINT") or None))
     except (GatedRepoError, RepositoryNotFoundError) as exc:
         hint = "set hubTokenParameter to an SSM SecureString holding a token with access"
         raise UserError(f"hub model {repo_id!r} cannot be downloaded ({type(exc).__name__}): "
