@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from stnlp.common.stackconfig import config_from_values
-from stnlp.infra.identity import WRITE_OBJECT, launcher_statements, training_statements
+from stnlp.infra.identity import (
+    WRITE_OBJECT,
+    interface_statements,
+    launcher_statements,
+    sagemaker_statements,
+    training_statements,
+)
 from tests.aws_rules import (
     ACCOUNT,
     MotoFacts,
@@ -27,7 +33,9 @@ def policies_of(cloud) -> dict[str, list[dict]]:
     config = config_from_values(cloud.settings.stack, "us-east-1", {})
     buckets = cloud.manifest["buckets"]
     return {"training": training_statements(config, ACCOUNT, buckets, [JOB]),
-            "launcher": launcher_statements(config, ACCOUNT, buckets)}
+            "launcher": launcher_statements(config, ACCOUNT, buckets),
+            "sagemaker": sagemaker_statements(config, ACCOUNT, buckets),
+            "interface": interface_statements(config, ACCOUNT, buckets)}
 
 
 def facts(cloud) -> MotoFacts:

@@ -83,6 +83,10 @@ def test_interface_user_data_is_a_restarting_service_with_auth():
     assert "ExecStart=/opt/stnlp/.venv/bin/stnlp serve --host 0.0.0.0 --port 7860" in script
     assert "Restart=on-failure" in script
     assert "systemctl enable --now stnlp-serve.service" in script
+    # nothing by name: the published release, hash-checked, torch's CPU build in its lock
+    assert "pip install --quiet" not in script and "torch==" not in script
+    assert "--require-hashes --only-binary=:all: --extra-index-url " \
+           "https://download.pytorch.org/whl/cpu" in script
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from stnlp.common.names import PROJECT
+from stnlp.common.userdata import render_interface_user_data
 from stnlp.runtime.backends.ec2 import train_ec2
 from stnlp.runtime.backends.package import write_wheel
 from stnlp.runtime.registry import ModelRegistry
@@ -76,7 +77,7 @@ def cloud(moto_endpoint, release_cache, pypi, tmp_path, monkeypatch) -> Cloud:
     provided = sorted({d.metadata["Name"] for d in metadata.distributions(path=_ami_dirs())}
                       - {PROJECT, DEP})  # fmt: skip
     made = make_cloud(moto_endpoint, tmp_path, monkeypatch, requires=(DEP,),
-                      ami_packages=provided)
+                      ami_packages=provided, interface_packages=provided)
     with zipfile.ZipFile(pypi / DEP_WHEEL) as wheel:
         wheel.extractall(made.site)
     return made
@@ -334,3 +335,59 @@ def test_a_hung_run_is_ended_by_the_watchdog(cloud, instance):
     # whichever writes first: the watchdog, or the trap that sees the bootstrap killed
     assert record["error"] in ("exceeded the job's maximum runtime; stopped by the watchdog",
                                "instance user data failed (exit 137) at: bootstrap")
+
+
+def test_the_interface_host_installs_the_published_release_and_starts_its_service(
+    cloud, pypi, tmp_path, monkeypatch
+):
+    """Item 10: Ubuntu 24.04 has no AWS CLI, venv or pip; the host's user data installs them,
+    finds the release `stnlp release` published, installs it hash-checked and enables the
+    service (apt-get, snap and systemctl are shims; pip and the downloads are real)."""
+    from click.testing import CliRunner
+
+    from stnlp.runtime.cli import cli
+
+    for name, value in (("STNLP_ENDPOINT_URL", cloud.settings.endpoint_url),
+                        ("STNLP_REGION", cloud.settings.region),
+                        ("STNLP_DISABLED_PLUGINS", ",".join(cloud.settings.disabled_plugins))):
+        monkeypatch.setenv(name, value)
+    released = CliRunner().invoke(cli, ["release", "--stack", cloud.settings.stack])
+    assert released.exit_code == 0, released.output
+    assert "and 1 locked dependencies for Python 3.12" in released.output
+    box = tmp_path / "host"
+    bin_dir, calls = box / "bin", box / "calls.txt"
+    bin_dir.mkdir(parents=True)
+    for name, extra in (("apt-get", ""), ("systemctl", ""), (  # snap "installs" the AWS CLI
+            "snap", f'mkdir -p {box}/snap/bin; ln -sf {SHIMS / "aws"} {box}/snap/bin/aws')):
+        (bin_dir / name).write_text(f'#!/bin/bash\necho "{name} $*" >> {calls}\n{extra}\n')
+        (bin_dir / name).chmod(0o755)
+    (box / "etc" / "systemd" / "system").mkdir(parents=True)
+    (box / "log").mkdir()
+    script = render_interface_user_data(cloud.settings.stack, "us-east-1", 7860,
+                                        cloud.manifest["buckets"]["models"])
+    for path in ("/opt/stnlp", "/var/log", "/etc/systemd/system", "/snap/bin"):
+        script = script.replace(path, f"{box}{path}")
+    record = box / "calls.jsonl"
+    socket_path = Path(tempfile.mkdtemp(prefix="stnlp-aws-")) / "cli.sock"
+    env = {"PATH": os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), "/usr/bin",
+                                    "/bin"]),
+           "HOME": str(box), "STNLP_AWS_CLI_SOCKET": str(socket_path),
+           "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(pypi),
+           "PIP_NO_CACHE_DIR": "1"}  # fmt: skip
+    with AwsCli(cloud.settings.endpoint_url, "us-east-1", socket_path, record, "interface"):
+        done = subprocess.run(["bash", "-c", script], env=env, cwd=box, capture_output=True,
+                              text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    made = calls.read_text().splitlines()
+    assert "apt-get install -y -q python3-venv python3-pip" in made
+    assert "snap install aws-cli --classic" in made, "Ubuntu has no aws: the snap brings it"
+    assert made[-2:] == ["systemctl daemon-reload", "systemctl enable --now stnlp-serve.service"]
+    unit = (box / "etc" / "systemd" / "system" / "stnlp-serve.service").read_text()
+    venv = box / "opt" / "stnlp" / ".venv"
+    assert f"ExecStart={venv}/bin/stnlp serve --host 0.0.0.0 --port 7860" in unit
+    assert (venv / "bin" / "stnlp").is_file(), "the service's command was installed"
+    found = subprocess.run([str(venv / "bin" / "python"), "-I", "-c",
+                            f"import stnlp, {DEP_MODULE}; print(stnlp.__file__)"],
+                           cwd=box, capture_output=True, text=True, env={"PATH": "/usr/bin"})
+    assert found.stdout.startswith(str(venv)), found.stderr
+    assert denials(read_calls(record), policies_of(cloud), facts(cloud)) == []

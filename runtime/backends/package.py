@@ -15,6 +15,11 @@ found by name on an index:
 
 Each file goes to ``packages/sha256/<digest>/<file>`` in the stack's models bucket; the user
 data names the keys and digests and checks each download (see stnlp.common.userdata).
+
+The interface host (Ubuntu, no AMI environment to reuse) gets a release of its own from
+`stnlp release --stack S` (:func:`build_interface_release`, :func:`publish_release`): the same
+wheels and a lock of everything they need for the host's Python, torch's CPU build included
+(hash-pinned from the PyTorch CPU index), named by the pointer ``packages/current.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import tomllib
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -40,6 +46,7 @@ from packaging.utils import canonicalize_name
 
 from stnlp.common.errors import UserError
 from stnlp.common.names import PROJECT, package_key
+from stnlp.common.userdata import INTERFACE_PYTHON, RELEASE_POINTER, TORCH_CPU_INDEX
 from stnlp.plugins import PROJECT as ENTRY_POINT_GROUP
 from stnlp.runtime.store import ObjectStore
 
@@ -277,11 +284,14 @@ def dependency_pins(
     return pins
 
 
-def pip_hashes(pins: Mapping[str, str], python: str) -> dict[str, list[str]]:
+def pip_hashes(
+    pins: Mapping[str, str], python: str, extra_index: str | None = None
+) -> dict[str, list[str]]:
     """sha256 of the file pip picks for each pin on Linux x86_64 CPython ``python``.
 
-    Asks pip's resolver (``install --dry-run --report``, as configured here: index, mirrors)
-    without downloading the wheels where the index publishes their metadata.
+    Asks pip's resolver (``install --dry-run --report``, as configured here: index, mirrors,
+    plus ``extra_index``) without downloading the wheels where the index publishes their
+    metadata.
     """
     if not pins:
         return {}
@@ -292,6 +302,7 @@ def pip_hashes(pins: Mapping[str, str], python: str) -> dict[str, list[str]]:
             "--no-deps", "--quiet", "--report", str(report), "--only-binary=:all:",
             "--platform", "manylinux_2_28_x86_64", "--implementation", "cp",
             "--python-version", python, "--target", str(Path(tmp) / "target"),
+            *(["--extra-index-url", extra_index] if extra_index else []),
             *(f"{name}=={version}" for name, version in sorted(pins.items())),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
@@ -323,14 +334,14 @@ def lock_text(pins: Mapping[str, str], hashes: Mapping[str, list[str]]) -> str:
 
 def build_lock(
     roots: Iterable[str], provided: Iterable[str], python: str,
-    resolve: Callable[[Mapping[str, str], str], dict[str, list[str]]] = pip_hashes,
+    resolve: Callable[..., dict[str, list[str]]] = pip_hashes, extra_index: str | None = None,
 ) -> tuple[Path, int]:  # fmt: skip
     """The lock file of ``roots`` for Python ``python`` (cached by its pins); ``(path, pins)``."""
     pins = dependency_pins(roots, provided)
-    key = hashlib.sha256(json.dumps([python, sorted(pins.items())]).encode()).hexdigest()
-    path = cache_root() / "locks" / f"instance-{key[:16]}.txt"
+    key = hashlib.sha256(json.dumps([python, extra_index, sorted(pins.items())]).encode())
+    path = cache_root() / "locks" / f"instance-{key.hexdigest()[:16]}.txt"
     if not path.is_file():
-        text = lock_text(pins, resolve(pins, python))
+        text = lock_text(pins, resolve(pins, python, extra_index))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -341,17 +352,30 @@ def build_lock(
 # -- the release ---------------------------------------------------------------------------------
 
 
-def build_release(manifest: Mapping[str, object]) -> Release:
-    """Build (or reuse) everything a launch on the stack of ``manifest`` ships."""
+def _release(provided: Iterable[str], python: str, extra_index: str | None = None) -> Release:
     project = build_project_wheel()
     out = cache_root() / "plugin-wheels"
     plugins = [repack_plugin(dist, out) for dist in plugin_distributions()]
     roots = [PROJECT, *(dist.metadata["Name"] for dist in plugin_distributions())]
-    provided = manifest.get("ami_packages") or DEFAULT_AMI_PACKAGES
-    python = str(manifest.get("ami_python") or "3.12")
-    lock, pins = build_lock(roots, provided, python)
+    lock, pins = build_lock(roots, provided, python, extra_index=extra_index)
     wheels = tuple(Shipped.of(path) for path in (project, *plugins))
     return Release(wheels, Shipped.of(lock), pins)
+
+
+def build_release(manifest: Mapping[str, object]) -> Release:
+    """Build (or reuse) everything a launch on the stack of ``manifest`` ships: the AMI's
+    packages (``ami_packages``) are left out of the lock, resolved for ``ami_python``."""
+    provided = manifest.get("ami_packages") or DEFAULT_AMI_PACKAGES
+    return _release(provided, str(manifest.get("ami_python") or "3.12"))
+
+
+def build_interface_release(manifest: Mapping[str, object]) -> Release:
+    """The release of the interface host: everything locked for its Python, torch's CPU build
+    from the PyTorch index included (``interface_packages`` in the manifest lists what the host
+    already has; none by default)."""
+    provided = manifest.get("interface_packages") or ()
+    python = str(manifest.get("interface_python") or INTERFACE_PYTHON)
+    return _release(provided, python, TORCH_CPU_INDEX)
 
 
 def upload_release(release: Release, models: ObjectStore) -> int:
@@ -362,3 +386,23 @@ def upload_release(release: Release, models: ObjectStore) -> int:
             models.upload_file(shipped.key, shipped.path)
             sent += 1
     return sent
+
+
+def release_pointer(release: Release, python: str) -> dict[str, object]:
+    """What ``packages/current.json`` says: each file's key, name and digest."""
+
+    def item(shipped: Shipped) -> dict[str, str]:
+        return {"key": shipped.key, "filename": shipped.filename, "digest": shipped.digest}
+
+    return {"wheels": [item(w) for w in release.wheels], "lock": item(release.lock),
+            "python": python, "pins": release.pins,
+            "published": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def publish_release(release: Release, models: ObjectStore, python: str) -> dict[str, object]:
+    """Upload ``release`` then move the pointer to it (last, so it never names a missing
+    file); return the pointer."""
+    upload_release(release, models)
+    pointer = release_pointer(release, python)
+    models.put(RELEASE_POINTER, json.dumps(pointer, indent=1).encode())
+    return pointer

@@ -40,6 +40,8 @@ VENV = "/opt/stnlp/.venv"
 DIST = "/opt/stnlp/dist"
 MAX_BYTES = 16384  # EC2's limit on user data, before base64
 RELEASE_POINTER = f"{PACKAGES_PREFIX}current.json"  # what `stnlp release` last published
+INTERFACE_PYTHON = "3.12"  # the interface host's Ubuntu 24.04; its release is locked for it
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # torch's CPU build, for the host's lock
 EXIT_INTERRUPTED = 3  # the bootstrap's exit status after a spot notice (stnlp.runtime.bootstrap)
 BOOT_LOG = "/var/log/stnlp-bootstrap.log"
 # One PutLogEvents batch: at most 10,000 events and 1 MiB counting 26 bytes per event.
@@ -206,9 +208,10 @@ def render_interface_user_data(stack: str, region: str, port: int, models_bucket
 
     Ubuntu ships neither the AWS CLI nor venv/pip, so the script installs them (apt, snap), then
     waits for the release that `stnlp release --stack S` publishes (``packages/current.json``:
-    the wheels, the lock and the torch version), installs it hash-checked (torch's CPU build
-    from the PyTorch index, pinned to the released version) and starts the service. The service
-    restarts on failure; `stnlp serve` reads its login from the SSM SecureString
+    the wheels and the lock, torch's CPU build included, each with its sha256), checks every
+    download, installs them with ``pip --require-hashes`` (the lock's files from the index and
+    the PyTorch CPU index, the wheels from disk; nothing by name) and starts the service. The
+    service restarts on failure; `stnlp serve` reads its login from the SSM SecureString
     ``/stnlp/<stack>/interface-auth`` (``STNLP_AUTH_SSM_PARAMETER``, see
     :mod:`stnlp.runtime.auth`), so no secret is written to the instance's disk.
     """
@@ -227,7 +230,7 @@ def render_interface_user_data(stack: str, region: str, port: int, models_bucket
 #!/bin/bash
 # stnlp interface host: stack {stack} (rendered by stnlp/common/userdata.py)
 set -euo pipefail
-exec > >(tee -a /var/log/stnlp-bootstrap.log) 2>&1
+exec > >(tee -a {BOOT_LOG}) 2>&1
 export AWS_DEFAULT_REGION={region}
 MODELS_BUCKET={models_bucket}
 export DEBIAN_FRONTEND=noninteractive
@@ -244,6 +247,7 @@ python3 -c 'import json, sys
 release = json.load(open(sys.argv[1]))
 for item in [*release["wheels"], release["lock"]]:
     print(item["key"], item["filename"], item["digest"])' {DIST}/current.json > {DIST}/files.txt
+: > {DIST}/wheels.txt
 while read -r key name digest; do
   aws s3api get-object --bucket "$MODELS_BUCKET" --key "$key" "{DIST}/$name" >/dev/null
   echo "$digest  {DIST}/$name" | sha256sum -c --quiet
@@ -251,12 +255,10 @@ while read -r key name digest; do
 done < {DIST}/files.txt
 LOCK=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lock"]["filename"])' \\
   {DIST}/current.json)
-TORCH=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["torch"])' \\
-  {DIST}/current.json)
-python3 -m venv {VENV}
-{VENV}/bin/pip install --quiet --index-url https://download.pytorch.org/whl/cpu "torch==$TORCH"
-{VENV}/bin/pip install --quiet --no-deps --require-hashes --only-binary=:all: -r "{DIST}/$LOCK"
-{VENV}/bin/pip install --quiet --no-deps --no-index --require-hashes -r {DIST}/wheels.txt
+python3 -m venv --without-pip {VENV}
+python3 -m pip --python {VENV}/bin/python install --quiet --disable-pip-version-check \\
+  --no-deps --require-hashes --only-binary=:all: --extra-index-url {TORCH_CPU_INDEX} \\
+  -r "{DIST}/$LOCK" -r {DIST}/wheels.txt
 cat > /etc/systemd/system/{UNIT_NAME} <<'UNIT'
 {render_unit(config)}UNIT
 systemctl daemon-reload
