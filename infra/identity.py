@@ -129,17 +129,9 @@ def training_statements(
                 "Resource": logs,
             }
         )
-    parameters = [manifest_parameter(stack)]
-    if config.hub_token_parameter:
-        parameters.append(config.hub_token_parameter)
     return [
         *statements,
-        {
-            "Sid": "ReadManifest",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": [f"arn:aws:ssm:{region}:{account}:parameter{name}" for name in parameters],
-        },
+        read_parameters_statement(config, account),
         {
             "Sid": "PutElapsedMetric",
             "Effect": "Allow",
@@ -148,6 +140,20 @@ def training_statements(
             "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
         },
     ]
+
+
+def read_parameters_statement(config: StackConfig, account: str) -> dict[str, Any]:
+    """What a training machine (EC2 or SageMaker) reads in SSM: the stack manifest and, when the
+    config names one, the hub token's SecureString."""
+    names = [manifest_parameter(config.stack)]
+    if config.hub_token_parameter:
+        names.append(config.hub_token_parameter)
+    return {
+        "Sid": "ReadManifest",
+        "Effect": "Allow",
+        "Action": "ssm:GetParameter",
+        "Resource": [f"arn:aws:ssm:{config.region}:{account}:parameter{name}" for name in names],
+    }
 
 
 def launcher_statements(
@@ -200,10 +206,12 @@ def launcher_statements(
 def sagemaker_statements(
     config: StackConfig, account: str, buckets: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """The SageMaker execution role: the same data scope, plus its logs and image pulls."""
+    """The SageMaker execution role: the same data scope and parameters (the container's
+    bootstrap finds the stack by its manifest), plus its logs and image pulls."""
     logs = f"arn:aws:logs:{config.region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
     return [
         *data_statements(config.stack, buckets),
+        read_parameters_statement(config, account),
         {
             "Sid": "WriteTrainingLogs",
             "Effect": "Allow",

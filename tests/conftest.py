@@ -123,7 +123,9 @@ def release_cache(tmp_path_factory):
 
 @pytest.fixture
 def cloud(moto_endpoint, release_cache, tmp_path, monkeypatch):
-    """A deployed stack on moto with the example plugin (a :class:`tests.cloud_stack.Cloud`)."""
-    from tests.cloud_stack import make_cloud
+    """A deployed stack on moto with the example plugin (a :class:`tests.cloud_stack.Cloud`);
+    every AWS call the project's code makes in the test is judged by AWS's rules at its end."""
+    from tests.cloud_stack import judged_cloud
 
-    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
+    with judged_cloud(moto_endpoint, tmp_path, monkeypatch) as made:
+        yield made

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from stnlp.common.stackconfig import config_from_values
 from stnlp.infra.identity import (
     WRITE_OBJECT,
-    interface_statements,
-    launcher_statements,
-    sagemaker_statements,
-    training_statements,
 )
 from tests.aws_rules import (
-    ACCOUNT,
-    MotoFacts,
     Need,
     decide,
-    denials,
     read_calls,
     run_instances_problems,
 )
@@ -26,21 +18,6 @@ from tests.cloud_stack import REPO
 from tests.helpers import run_stnlp
 
 JOB = "example-linefit"
-
-
-def policies_of(cloud) -> dict[str, list[dict]]:
-    """Principal -> the statements the Pulumi program declares for it, on this stack."""
-    config = config_from_values(cloud.settings.stack, "us-east-1", {})
-    buckets = cloud.manifest["buckets"]
-    return {"training": training_statements(config, ACCOUNT, buckets, [JOB]),
-            "launcher": launcher_statements(config, ACCOUNT, buckets),
-            "sagemaker": sagemaker_statements(config, ACCOUNT, buckets),
-            "interface": interface_statements(config, ACCOUNT, buckets)}
-
-
-def facts(cloud) -> MotoFacts:
-    role = f"arn:aws:iam::{ACCOUNT}:role/stnlp-{cloud.settings.stack}-us-east-1-training"
-    return MotoFacts(cloud.ec2, {cloud.manifest["instance_profile_arn"]: role})
 
 
 def test_iam_semantics_wildcards_conditions_and_explicit_deny():
@@ -97,7 +74,7 @@ def test_calls_that_must_be_denied_are_denied(cloud, principal, service, operati
               else val.format(**values) for k, val in params.items()}  # fmt: skip
     call = {"principal": principal, "service": service, "operation": operation,
             "params": params, "status": status}
-    assert denials([call], policies_of(cloud), facts(cloud)), "this call must be refused"
+    assert cloud.denials([call]), "this call must be refused"
 
 
 def test_stnlp_train_ec2_makes_only_calls_aws_allows(cloud, tmp_path):
@@ -117,11 +94,11 @@ def test_stnlp_train_ec2_makes_only_calls_aws_allows(cloud, tmp_path):
     assert "estimated cost: up to $" in done.stdout
     calls = read_calls(record)
     assert {c["operation"] for c in calls} >= {"GetParameter", "RunInstances", "PutObject"}
-    assert denials(calls, policies_of(cloud), facts(cloud)) == []
+    assert cloud.denials(calls) == []
     (launch,) = [c for c in calls if c["operation"] == "RunInstances"
                  and not c["params"].get("DryRun")]  # fmt: skip
-    assert run_instances_problems(launch["params"], facts(cloud), stack_spot=True) == []
-    assert run_instances_problems({**launch["params"], "SubnetId": None}, facts(cloud), True)
+    assert run_instances_problems(launch["params"], cloud.facts(), stack_spot=True) == []
+    assert run_instances_problems({**launch["params"], "SubnetId": None}, cloud.facts(), True)
 
 
 def test_dry_run_prints_the_launch_and_creates_nothing(cloud, tmp_path):
@@ -135,3 +112,18 @@ def test_dry_run_prints_the_launch_and_creates_nothing(cloud, tmp_path):
     assert "estimated cost: up to $" in done.stdout
     assert cloud.stores.results.list(f"{cloud.settings.stack}/") == []
     assert cloud.stores.models.list("packages/") == []
+
+
+def test_the_cloud_tests_calls_are_recorded_and_judged(cloud, tmp_path):
+    """The `cloud` fixture judges every call the project's code makes in a test, in process as
+    the launcher's (here a launch) and in the instances it starts as their role's."""
+    from stnlp.runtime.backends.ec2 import train_ec2
+
+    train_ec2(cloud.registry.job(JOB), cloud.settings, stores=cloud.stores, ec2=cloud.ec2)
+    cloud.ec2.describe_instances()  # the test's own call: not the launcher's
+    calls = read_calls(tmp_path / "launcher-calls.jsonl")
+    made = {(c["service"], c["operation"]) for c in calls}
+    assert {("ssm", "GetParameter"), ("ec2", "RunInstances"), ("s3", "PutObject")} <= made
+    assert ("ec2", "DescribeInstances") not in made
+    assert {c["principal"] for c in calls} == {"launcher"}
+    assert cloud.denials(calls) == []

@@ -11,10 +11,14 @@ import uuid
 import pytest
 
 from stnlp.common.errors import UserError
+from stnlp.common.stackconfig import config_from_values
+from stnlp.infra.identity import training_statements
 from stnlp.runtime.hub import cache_prefix, fetch_hub_models, hub_models, ssm_token
 from stnlp.runtime.store import S3Store, s3_client
+from tests.aws_rules import ACCOUNT, denials, read_calls
 from tests.conftest import new_bucket
 from tests.hub_server import HubServer
+from tests.recorder.sitecustomize import install, made_by_the_project
 
 REPO = "meta-llama/Llama-3.2-3B-Instruct"
 TOKEN = "hf_sandboxtoken0123456789"
@@ -39,12 +43,36 @@ def hub(monkeypatch):
 
 
 @pytest.fixture
-def ssm(moto_settings):
+def calls(tmp_path):
+    """The AWS calls our code makes in the test (as the training role's, on an instance)."""
+    record = tmp_path / "calls.jsonl"
+    uninstall = install(record, "training", keep=made_by_the_project)
+    yield record
+    uninstall()
+
+
+@pytest.fixture
+def ssm(moto_settings, calls):
     """SSM on moto with the hub token as a SecureString (what `hubTokenParameter` names)."""
     client = s3_client(moto_settings, "ssm")
     name = f"/stnlp/t{uuid.uuid4().hex[:8]}/hf-token"
     client.put_parameter(Name=name, Value=TOKEN, Type="SecureString")
     return client, name
+
+
+@pytest.fixture
+def models(moto_settings, calls):
+    """The stack's models bucket on moto."""
+    client = s3_client(moto_settings)
+    return S3Store(new_bucket(client, "models"), client)
+
+
+def _refused(record, models: S3Store, parameter: str) -> list[str]:
+    """What the training role the Pulumi program declares may not do of the recorded calls."""
+    config = config_from_values("dev", "us-east-1", {"hubTokenParameter": parameter})
+    buckets = {"datasets": "stnlp-dev-datasets", "models": models.bucket, "results": "r-dev"}
+    return denials(read_calls(record), {"training": training_statements(
+        config, ACCOUNT, buckets, ["chatbot-llama"])}, None)  # fmt: skip
 
 
 def _snapshot(hf_home) -> dict[str, bytes]:
@@ -56,10 +84,10 @@ def _snapshot(hf_home) -> dict[str, bytes]:
 
 
 def test_first_run_downloads_with_the_token_second_run_asks_the_hub_nothing(
-    hub, ssm, s3_client, tmp_path
+    hub, ssm, models, calls, tmp_path
 ):
-    """Item 4: the gated base model comes with the SecureString's token, once per stack."""
-    models = S3Store(new_bucket(s3_client, "models"), s3_client)
+    """Item 4: the gated base model comes with the SecureString's token, once per stack; the
+    training role's declared policy allows every call (the token, the bucket's hub/ cache)."""
     repos = hub_models({"base_model": REPO, "lora_r": 8, "note_model": "not a repo id"})
     assert repos == [REPO]
     client, parameter = ssm
@@ -85,11 +113,14 @@ def test_first_run_downloads_with_the_token_second_run_asks_the_hub_nothing(
                                local_files_only=True)
     assert json.loads((tmp_path / "second" / "hub").joinpath(folder, "config.json")
                       .read_text())["model_type"] == "llama"
+    made = {c["operation"] for c in read_calls(calls)}
+    assert {"GetParameter", "PutObject", "GetObject"} <= made
+    assert _refused(calls, models, parameter) == []
+    assert _refused(calls, models, ""), "without hubTokenParameter the role may not read it"
 
 
-def test_a_gated_model_without_a_token_is_one_line_naming_the_config_key(hub, s3_client,
+def test_a_gated_model_without_a_token_is_one_line_naming_the_config_key(hub, models,
                                                                          tmp_path):
-    models = S3Store(new_bucket(s3_client, "models"), s3_client)
     with pytest.raises(UserError) as caught:
         fetch_hub_models(models, [REPO], tmp_path, ssm_token(None, None))
     message = str(caught.value)

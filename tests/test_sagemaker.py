@@ -74,7 +74,8 @@ def test_container_bootstrap_publishes_and_the_status_is_mirrored(cloud, sagemak
     run_id = _start(cloud, sagemaker, preset="tiny")
     record = cloud.record(run_id)
     env = cloud.instance_env(tmp_path / "opt-ml", "http://127.0.0.1:9",  # no IMDS on SageMaker
-                             STNLP_PREFLIGHT_GPUS="0", TRAINING_JOB_NAME=record["job_id"],
+                             principal="sagemaker", STNLP_PREFLIGHT_GPUS="0",
+                             TRAINING_JOB_NAME=record["job_id"],
                              STNLP_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     done = subprocess.run(
         [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack", cloud.settings.stack, "--job",

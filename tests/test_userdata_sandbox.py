@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -37,10 +38,9 @@ from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.store import s3_client
 from stnlp.runtime.training import METRICS_FILE
 from tests.aws_cli import AwsCli
-from tests.aws_rules import denials, read_calls
-from tests.cloud_stack import REPO, SHIMS, Cloud, make_cloud
+from tests.aws_rules import read_calls
+from tests.cloud_stack import REPO, SHIMS, Cloud, judged_cloud
 from tests.imds_stub import ImdsStub
-from tests.test_aws_rules import facts, policies_of
 
 JOB = "example-linefit"
 RECORDER = REPO / "tests" / "recorder"
@@ -68,7 +68,7 @@ def pypi(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def cloud(moto_endpoint, release_cache, pypi, tmp_path, monkeypatch) -> Cloud:
+def cloud(moto_endpoint, release_cache, pypi, tmp_path, monkeypatch) -> Iterator[Cloud]:
     """A stack whose example plugin needs :data:`DEP`, installed on the launching machine (as
     after `pip install`); the AMI provides every other distribution of this environment."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # the lock resolves against `pypi` only
@@ -76,11 +76,11 @@ def cloud(moto_endpoint, release_cache, pypi, tmp_path, monkeypatch) -> Cloud:
     monkeypatch.setenv("PIP_FIND_LINKS", str(pypi))
     provided = sorted({d.metadata["Name"] for d in metadata.distributions(path=_ami_dirs())}
                       - {PROJECT, DEP})  # fmt: skip
-    made = make_cloud(moto_endpoint, tmp_path, monkeypatch, requires=(DEP,),
-                      ami_packages=provided, interface_packages=provided)
-    with zipfile.ZipFile(pypi / DEP_WHEEL) as wheel:
-        wheel.extractall(made.site)
-    return made
+    with judged_cloud(moto_endpoint, tmp_path, monkeypatch, requires=(DEP,),
+                      ami_packages=provided, interface_packages=provided) as made:
+        with zipfile.ZipFile(pypi / DEP_WHEEL) as wheel:
+            wheel.extractall(made.site)
+        yield made
 
 
 def _ami(root: Path) -> Path:
@@ -178,7 +178,7 @@ class Instance:
         assert self._log_streams() > self.streams_before, "the boot log reached CloudWatch"
         calls = read_calls(self.calls)
         assert calls, "the recorder saw the instance's calls"
-        assert denials(calls, policies_of(self.cloud), facts(self.cloud)) == []
+        assert self.cloud.denials(calls) == []
 
     def imports(self, *modules: str) -> dict[str, str]:
         """Where the instance's venv imports each of ``modules`` from (outside any checkout)."""
@@ -390,4 +390,4 @@ def test_the_interface_host_installs_the_published_release_and_starts_its_servic
                             f"import stnlp, {DEP_MODULE}; print(stnlp.__file__)"],
                            cwd=box, capture_output=True, text=True, env={"PATH": "/usr/bin"})
     assert found.stdout.startswith(str(venv)), found.stderr
-    assert denials(read_calls(record), policies_of(cloud), facts(cloud)) == []
+    assert cloud.denials(read_calls(record)) == []
