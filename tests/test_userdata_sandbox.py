@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from stnlp.common.names import PROJECT
+from stnlp.common.names import PROJECT, manifest_parameter
 from stnlp.common.userdata import render_interface_user_data
 from stnlp.runtime.backends.ec2 import train_ec2
 from stnlp.runtime.backends.package import write_wheel
@@ -298,13 +298,18 @@ def test_a_tampered_release_file_fails_its_digest_check(cloud, instance):
     assert record["error"].startswith("instance user data failed (exit 1) at: download")
 
 
-@pytest.mark.parametrize("scenario", ["preflight", "crash"])
+@pytest.mark.parametrize("scenario", ["preflight", "crash", "manifest"])
 def test_bootstrap_failures_end_the_run_and_terminate(cloud, instance, scenario):
     """A failing preflight (no GPU) and a crash in training: the bootstrap records the failure
-    with its reason and uploads its logs; the user data's trap finds the run ended."""
+    with its reason and uploads its logs; the user data's trap finds the run ended. A bootstrap
+    that cannot even find its stack (the manifest gone) records nothing: the trap does (item 7).
+    """
     overrides = {"fail_at_step": 1, "steps": 2} if scenario == "crash" else {}
     run_id = _launch(cloud, **overrides)
     env = {"STNLP_PREFLIGHT_GPUS": "1"} if scenario == "preflight" else {}
+    if scenario == "manifest":
+        s3_client(cloud.settings, "ssm").delete_parameter(
+            Name=manifest_parameter(cloud.settings.stack))
     box = instance(run_id, **env).boot()
     assert box.wait() == 1, box.log[-3000:]
     box.assert_self_terminated()
@@ -314,10 +319,13 @@ def test_bootstrap_failures_end_the_run_and_terminate(cloud, instance, scenario)
         assert [e["state"] for e in record["history"]] == ["initialization", "failed", "cleanup"]
         assert b"preflight failed" in cloud.stores.results.get(
             f"{cloud.settings.stack}/runs/{run_id}/logs/bootstrap.log")
-    else:
+    elif scenario == "crash":
         assert record["error"] == "RuntimeError: injected failure at step 1"
         assert b"injected failure at step 1" in cloud.stores.results.get(
             f"{cloud.settings.stack}/runs/{run_id}/logs/worker.log")
+    else:
+        assert record["error"] == "instance user data failed (exit 1) at: bootstrap"
+        assert f"stack {cloud.settings.stack!r} has no manifest" in box.log  # in CloudWatch
     assert ModelRegistry(cloud.stores.models).latest("line-length") is None
 
 
