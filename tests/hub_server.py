@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
+from tests.helpers import LocalHttpServer
 
-class HubServer:
-    """Repositories of files (``{repo_id: {path: bytes}}``), one commit each, on 127.0.0.1."""
+
+class HubServer(LocalHttpServer):
+    """Repositories of files (``{repo_id: {path: bytes}}``), one commit each, on 127.0.0.1
+    (:attr:`url` is the endpoint, what ``HF_ENDPOINT`` is set to)."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]], gated: dict[str, str] | None = None):
         self.repos = repos
@@ -30,22 +32,7 @@ class HubServer:
             (p, hashlib.sha256(d).hexdigest()) for p, d in files.items())).encode()).hexdigest()
             for repo, files in repos.items()}  # fmt: skip
         self.requests: list[tuple[str, str, bool]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The endpoint (what ``HF_ENDPOINT`` is set to)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> HubServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def _answer(self, method: str, path: str, token: str | None):
         """``(status, headers, body)`` for one request."""

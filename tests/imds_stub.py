@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.helpers import LocalHttpServer
 
 
-class ImdsStub:
-    """The metadata of one sandboxed instance, served on 127.0.0.1 at a free port."""
+class ImdsStub(LocalHttpServer):
+    """The metadata of one sandboxed instance, served on 127.0.0.1 at a free port (:attr:`url`
+    is the base URL to give :class:`stnlp.runtime.spot.Imds`)."""
 
     def __init__(self, instance_id: str):
         self.instance_id = instance_id
@@ -23,28 +25,11 @@ class ImdsStub:
         self.spot_answers: list[tuple[int, str]] = []  # (status, body), served in order
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL to give :class:`stnlp.runtime.spot.Imds`."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(self._handler())
 
     def send_spot_notice(self, action: str = "terminate") -> None:
         """Publish a spot interruption notice (two minutes' warning on real instances)."""
         self.spot_action = {"action": action, "time": "2026-01-01T00:02:00Z"}
-
-    def start(self) -> ImdsStub:
-        """Start serving; returns self."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self):
         stub = self
