@@ -1,10 +1,15 @@
 """Compute: the training security group, one launch template / log group / alarm per job, and
 the optional interface host.
 
+The training AMI is the one the stack config pins (``gpuAmiId``) or the current id of the
+deep-learning AMI's public SSM parameter (``gpuAmiParameter``); root volumes are sized from the
+AMI's root snapshot (EC2 refuses a volume smaller than its snapshot), with work space on top.
+
 The overrun alarm watches ``STNLP/ElapsedMinutes`` (dimensions ``Stack``, ``Job``), which the
-training user data emits every minute; it fires when a run passes the job's maximum runtime.
-EC2's own metrics cannot say how long an instance has run, and an alarm's terminate action
-only works on per-instance metrics, so the user data also schedules a hard shutdown.
+training user data emits every minute; it fires when a run passes the job's maximum runtime and
+notifies the stack's SNS topic (and ``alarmEmail``). EC2's own metrics cannot say how long an
+instance has run, and an alarm's terminate action only works on per-instance metrics, so the
+user data also schedules a hard shutdown.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from stnlp.common.names import (
     launch_template_name,
     log_group_name,
 )
-from stnlp.common.stackconfig import INTERFACE_ROOT_GB, StackConfig, uses_spot
-from stnlp.common.userdata import render_interface_user_data, render_user_data
+from stnlp.common.stackconfig import INTERFACE_ROOT_GB, StackConfig, root_volume_gb, uses_spot
+from stnlp.common.userdata import render_interface_user_data, render_template_user_data
 from stnlp.infra.identity import Identity
 from stnlp.infra.network import Network
 from stnlp.plugins.spec import JobSpec
 
 EGRESS_PORTS = (80, 443)  # package mirrors and AWS APIs; DNS and NTP use the VPC resolver
-INTERFACE_AMI = ("099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*")
+INTERFACE_AMI_PARAMETER = (
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+)
 IMDS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 
@@ -46,28 +53,28 @@ class Compute(pulumi.ComponentResource):
         network: Network,
         identity: Identity,
         jobs: Sequence[JobSpec],
+        models_bucket: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("stnlp:infra:Compute", name, None, opts)
         self.config = config
         self.training_sg = self._security_group("training", network)
-        ami = aws.ec2.get_ami_output(
-            most_recent=True,
-            owners=[config.ami_owner],
-            filters=[
-                {"name": "name", "values": [config.gpu_ami_name]},
-                {"name": "architecture", "values": ["x86_64"]},
-                {"name": "state", "values": ["available"]},
-            ],
-            opts=pulumi.InvokeOutputOptions(parent=self),
+        self.ami = self._ami(config.gpu_ami_id, config.gpu_ami_parameter)
+        self.alarm_topic = aws.sns.Topic(
+            "alarms", name=f"stnlp-{config.stack}-alarms", opts=pulumi.ResourceOptions(parent=self)
         )
+        if config.alarm_email:
+            aws.sns.TopicSubscription(
+                "alarms-email", topic=self.alarm_topic.arn, protocol="email",
+                endpoint=config.alarm_email, opts=pulumi.ResourceOptions(parent=self),
+            )  # fmt: skip
         self.launch_templates: dict[str, dict[str, pulumi.Output[str]]] = {}
         self.log_groups: dict[str, pulumi.Output[str]] = {}
         for job in jobs:
-            self._job(job, ami, identity)
+            self._job(job, self.ami, identity)
         self.interface_url: pulumi.Output[str] | None = None
         if config.interface_host:
-            self._interface_host(network, identity)
+            self._interface_host(network, identity, models_bucket)
         self.register_outputs(
             {
                 "security_group_id": self.training_sg.id,
@@ -75,6 +82,34 @@ class Compute(pulumi.ComponentResource):
                 "log_groups": self.log_groups,
             }
         )
+
+    def _ami(self, pinned: str, parameter: str):
+        """The AMI (id, root device, snapshot size): pinned, or from its public SSM parameter."""
+        image_id = pinned or aws.ssm.get_parameter_output(
+            name=parameter, opts=pulumi.InvokeOutputOptions(parent=self)
+        ).value
+        return aws.ec2.get_ami_output(
+            most_recent=True,
+            filters=[{"name": "image-id", "values": [image_id]}],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+
+    def _root_volume(self, ami, wanted_gb: int, headroom_gb: int | None = None):
+        """The root volume size for ``ami``: at least its root snapshot plus work space."""
+
+        def size(facts) -> int:
+            device, mappings = facts
+            snapshot = max([int((m.get("ebs") or {}).get("volume_size") or 0) for m in mappings
+                            if m.get("device_name") == device] or [0])  # fmt: skip
+            if headroom_gb is None:
+                return root_volume_gb(wanted_gb, snapshot)
+            return root_volume_gb(wanted_gb, snapshot, headroom_gb)
+
+        mappings = ami.block_device_mappings.apply(
+            lambda items: [dict(m) if isinstance(m, dict) else
+                           {"device_name": m.device_name, "ebs": m.ebs} for m in items or []]
+        )  # fmt: skip
+        return pulumi.Output.all(ami.root_device_name, mappings).apply(size)
 
     def _security_group(self, role: str, network: Network) -> aws.ec2.SecurityGroup:
         child = pulumi.ResourceOptions(parent=self)
@@ -107,9 +142,7 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
         job_tags = {**config.tags, TAG_JOB: job.name}
-        user_data = render_user_data(
-            config.stack, job.name, config.region, max_runtime_minutes=job.max_runtime_minutes
-        )
+        user_data = render_template_user_data(config.stack, job.name)
         market = None
         if uses_spot(config, job):
             market = {
@@ -131,7 +164,7 @@ class Compute(pulumi.ComponentResource):
                 {
                     "device_name": ami.root_device_name,
                     "ebs": {
-                        "volume_size": job.root_volume_gb,
+                        "volume_size": self._root_volume(ami, job.root_volume_gb),
                         "volume_type": "gp3",
                         "encrypted": "true",
                         "delete_on_termination": "true",
@@ -165,12 +198,15 @@ class Compute(pulumi.ComponentResource):
             threshold=job.max_runtime_minutes,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
+            alarm_actions=[self.alarm_topic.arn],
             opts=child,
         )
         self.launch_templates[job.name] = {"id": template.id, "name": template.name}
         self.log_groups[job.name] = group.name
 
-    def _interface_host(self, network: Network, identity: Identity) -> None:
+    def _interface_host(
+        self, network: Network, identity: Identity, models_bucket: pulumi.Input[str]
+    ) -> None:
         config, child = self.config, pulumi.ResourceOptions(parent=self)
         group = self._security_group("interface", network)
         for i, cidr in enumerate(config.interface_cidrs):
@@ -183,13 +219,7 @@ class Compute(pulumi.ComponentResource):
                 **({"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}),
                 opts=child,
             )
-        owner, pattern = INTERFACE_AMI
-        ami = aws.ec2.get_ami_output(
-            most_recent=True,
-            owners=[owner],
-            filters=[{"name": "name", "values": [pattern]}],
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
+        ami = self._ami("", INTERFACE_AMI_PARAMETER)
         host = aws.ec2.Instance(
             "interface-host",
             ami=ami.id,
@@ -199,12 +229,14 @@ class Compute(pulumi.ComponentResource):
             iam_instance_profile=identity.interface_profile.name,
             metadata_options=IMDS,
             root_block_device={
-                "volume_size": INTERFACE_ROOT_GB,
+                "volume_size": self._root_volume(ami, INTERFACE_ROOT_GB, headroom_gb=4),
                 "volume_type": "gp3",
                 "encrypted": True,
             },
-            user_data=render_interface_user_data(
-                config.stack, config.region, config.interface_port
+            user_data=pulumi.Output.from_input(models_bucket).apply(
+                lambda bucket: render_interface_user_data(
+                    config.stack, config.region, config.interface_port, bucket
+                )
             ),
             user_data_replace_on_change=True,
             tags={TAG_ROLE: "interface"},

@@ -3,13 +3,20 @@
 Data scope (training instances and SageMaker alike):
 
 - datasets bucket: read.
-- models bucket: read everything (base models, earlier versions, package wheels); write only
-  under ``models/`` (new versions and the ``latest.json`` pointers). The bucket is per stack.
-- results bucket: read, write and delete only under ``<stack>/`` (runs, checkpoints, locks).
+- models bucket: read everything (base models, earlier versions, shipped packages); write only
+  under ``models/`` (new versions and the ``latest.json`` pointers) and ``hub/`` (the stack's
+  cache of hub models). The bucket is per stack.
+- results bucket (per stack): list; read, write and delete only under ``<stack>/`` (runs,
+  checkpoints, locks). Writes carry object tags (lifecycle expiry), so ``s3:PutObjectTagging``
+  goes with every ``s3:PutObject``: AWS requires both for a PutObject with a tag set.
 
-Training instances may also write their job's log groups, read the stack manifest, put the
-``STNLP`` elapsed-time metric and terminate instances tagged with this stack (and only those).
-The interface host role reads models, datasets, the manifest and its auth parameter.
+Training instances may also write their job's log groups, read the stack manifest (and the
+hub token's SecureString when the config names one) and put the ``STNLP`` elapsed-time metric.
+They may terminate nothing: the instance ends by shutting down (shutdown behaviour
+``terminate``). The interface host role reads models, datasets, the manifest and its auth
+parameter. The launcher policy (``stnlp-<stack>-<region>-launcher``, to attach to the users who
+run `stnlp`) holds what the CLI does: launch from the stack's templates, pass the training and
+SageMaker roles, read and write the stack's data, terminate the stack's instances.
 No statement allows ``*`` actions on ``*`` resources.
 """
 
@@ -34,7 +41,7 @@ from stnlp.common.names import (
 from stnlp.common.stackconfig import StackConfig
 
 READ_OBJECT = ["s3:GetObject", "s3:GetObjectVersion"]
-WRITE_OBJECT = ["s3:PutObject", "s3:AbortMultipartUpload"]
+WRITE_OBJECT = ["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"]
 
 
 def _bucket(name: str) -> str:
@@ -83,17 +90,17 @@ def data_statements(stack: str, buckets: Mapping[str, str]) -> list[dict[str, An
     return [
         *read_statements(datasets, models, f"{results}/{stack}/*"),
         {
+            # The stack's own bucket: listing it also makes a missing key a 404, not a 403.
             "Sid": "ListStackResults",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": results,
-            "Condition": {"StringLike": {"s3:prefix": [f"{stack}/*"]}},
         },
         {
             "Sid": "PublishModels",
             "Effect": "Allow",
             "Action": WRITE_OBJECT,
-            "Resource": f"{models}/models/*",
+            "Resource": [f"{models}/models/*", f"{models}/hub/*"],
         },
         {
             "Sid": "WriteStackResults",
@@ -124,12 +131,7 @@ def training_statements(
         )
     return [
         *statements,
-        {
-            "Sid": "ReadManifest",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": f"arn:aws:ssm:{region}:{account}:parameter{manifest_parameter(stack)}",
-        },
+        read_parameters_statement(config, account),
         {
             "Sid": "PutElapsedMetric",
             "Effect": "Allow",
@@ -137,23 +139,79 @@ def training_statements(
             "Resource": "*",
             "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
         },
-        {
-            "Sid": "TerminateOwnStackInstances",
-            "Effect": "Allow",
-            "Action": "ec2:TerminateInstances",
-            "Resource": f"arn:aws:ec2:{region}:{account}:instance/*",
-            "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_STACK}": stack}},
-        },
     ]
+
+
+def read_parameters_statement(config: StackConfig, account: str) -> dict[str, Any]:
+    """What a training machine (EC2 or SageMaker) reads in SSM: the stack manifest and, when the
+    config names one, the hub token's SecureString."""
+    names = [manifest_parameter(config.stack)]
+    if config.hub_token_parameter:
+        names.append(config.hub_token_parameter)
+    return {
+        "Sid": "ReadManifest",
+        "Effect": "Allow",
+        "Action": "ssm:GetParameter",
+        "Resource": [f"arn:aws:ssm:{config.region}:{account}:parameter{name}" for name in names],
+    }
+
+
+def launcher_statements(
+    config: StackConfig, account: str, buckets: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """What a user running `stnlp` against this stack needs (attach the launcher policy)."""
+    region, stack = config.region, config.stack
+    datasets, models, results = (_bucket(buckets[k]) for k in ("datasets", "models", "results"))
+    ec2 = f"arn:aws:ec2:{region}:{account}"
+    role = f"arn:aws:iam::{account}:role"
+    return [
+        {"Sid": "ReadManifest", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": f"arn:aws:ssm:{region}:{account}:parameter{manifest_parameter(stack)}"},
+        {"Sid": "ListBuckets", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": [datasets, models, results]},
+        {"Sid": "ReadData", "Effect": "Allow", "Action": READ_OBJECT,
+         "Resource": [f"{datasets}/*", f"{models}/*", f"{results}/{stack}/*"]},
+        {"Sid": "WriteData", "Effect": "Allow", "Action": WRITE_OBJECT,
+         "Resource": [f"{datasets}/raw/*", f"{datasets}/processed/*", f"{models}/packages/*",
+                      f"{models}/models/*"]},
+        {"Sid": "WriteStackResults", "Effect": "Allow",
+         "Action": [*WRITE_OBJECT, "s3:DeleteObject"], "Resource": f"{results}/{stack}/*"},
+        {"Sid": "LaunchFromTemplates", "Effect": "Allow", "Action": "ec2:RunInstances",
+         "Resource": [f"{ec2}:launch-template/*", f"{ec2}:instance/*", f"{ec2}:volume/*",
+                      f"{ec2}:network-interface/*", f"{ec2}:subnet/*",
+                      f"{ec2}:security-group/*", f"arn:aws:ec2:{region}::image/*"]},
+        {"Sid": "TagLaunches", "Effect": "Allow", "Action": "ec2:CreateTags",
+         "Resource": [f"{ec2}:instance/*", f"{ec2}:volume/*"],
+         "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}}},
+        {"Sid": "TerminateStackInstances", "Effect": "Allow",
+         "Action": "ec2:TerminateInstances", "Resource": f"{ec2}:instance/*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_STACK}": stack}}},
+        {"Sid": "Describe", "Effect": "Allow",
+         "Action": ["ec2:DescribeInstances", "ec2:DescribeSubnets", "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeInstanceTypeOfferings", "servicequotas:GetServiceQuota"],
+         "Resource": "*"},
+        {"Sid": "PassTrainingRole", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": f"{role}/{iam_name(stack, region, 'training')}",
+         "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
+        {"Sid": "PassSageMakerRole", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": f"{role}/{iam_name(stack, region, 'sagemaker')}",
+         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+        {"Sid": "SageMakerJobs", "Effect": "Allow",
+         "Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
+         "Resource": f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*"},
+    ]  # fmt: skip
 
 
 def sagemaker_statements(
     config: StackConfig, account: str, buckets: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """The SageMaker execution role: the same data scope, plus its logs and image pulls."""
+    """The SageMaker execution role: the same data scope and parameters (the container's
+    bootstrap finds the stack by its manifest), plus its logs and image pulls."""
     logs = f"arn:aws:logs:{config.region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
     return [
         *data_statements(config.stack, buckets),
+        read_parameters_statement(config, account),
         {
             "Sid": "WriteTrainingLogs",
             "Effect": "Allow",
@@ -259,8 +317,16 @@ class Identity(pulumi.ComponentResource):
             role=interface.name,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.launcher_policy = aws.iam.Policy(
+            "launcher-policy",
+            name=iam_name(config.stack, config.region, "launcher"),
+            description=f"What `stnlp` needs on stack {config.stack}: attach it to its users",
+            policy=policy(lambda account, names: launcher_statements(config, account, names)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.register_outputs(
             {
+                "launcher_policy_arn": self.launcher_policy.arn,
                 "training_instance_profile_arn": self.training_profile.arn,
                 "sagemaker_role_arn": self.sagemaker_role.arn,
             }

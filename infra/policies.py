@@ -283,7 +283,8 @@ def _data_role_statements(resources, role: str) -> Iterator[tuple[str, dict[str,
 
 
 def data_writes_in_stack(resources: Sequence[Resource], stack: str) -> list[str]:
-    """Training and SageMaker roles write S3 only under ``<stack>/`` in results, ``models/``."""
+    """Training and SageMaker roles write S3 only under ``<stack>/`` in results, ``models/`` and
+    ``hub/`` (the hub model cache) in models."""
     buckets = {
         (r.props.get("tags") or {}).get(TAG_BUCKET): r.props.get("bucket")
         for r in _of(resources, BUCKET)
@@ -291,6 +292,7 @@ def data_writes_in_stack(resources: Sequence[Resource], stack: str) -> list[str]
     allowed = [
         f"arn:aws:s3:::{buckets.get('results')}/{stack}/",
         f"arn:aws:s3:::{buckets.get('models')}/models/",
+        f"arn:aws:s3:::{buckets.get('models')}/hub/",
     ]
     violations = []
     for role in DATA_ROLES:
@@ -320,6 +322,16 @@ def terminate_conditioned(resources: Sequence[Resource], stack: str) -> list[str
                 f"ec2:TerminateInstances without a StringEquals condition on {keys[0]}={stack}"
             )
     return violations
+
+
+def instances_terminate_nothing(resources: Sequence[Resource], stack: str) -> list[str]:
+    """Training instances may not terminate instances (they shut down; shutdown terminates)."""
+    return [
+        f"{policy}: statement {statement.get('Sid', '?')} lets the training role call "
+        "ec2:TerminateInstances"
+        for policy, statement in _data_role_statements(resources, "training")
+        if _allows(statement, "ec2:TerminateInstances")
+    ]
 
 
 def models_kept(resources: Sequence[Resource], stack: str) -> list[str]:
@@ -353,6 +365,7 @@ RULES: dict[str, Rule] = {
         no_star_star,
         data_writes_in_stack,
         terminate_conditioned,
+        instances_terminate_nothing,
         models_kept,
     )
 }

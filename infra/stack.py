@@ -55,7 +55,9 @@ class NlpStack(pulumi.ComponentResource):
         identity = Identity(
             "identity", config, account_id, storage.names, [job.name for job in jobs], child
         )
-        compute = Compute("compute", config, network, identity, jobs, child)
+        compute = Compute(
+            "compute", config, network, identity, jobs, storage.names["models"], child
+        )
         context = StackContext(
             config.stack, config, storage.names, self, network.vpc.id, compute.training_sg.id
         )
@@ -67,7 +69,14 @@ class NlpStack(pulumi.ComponentResource):
             "security_group_id": compute.training_sg.id,
             "instance_profile_arn": identity.training_profile.arn,
             "sagemaker_role_arn": identity.sagemaker_role.arn,
+            "launcher_policy_arn": identity.launcher_policy.arn,
             "launch_templates": compute.launch_templates,
+            "ami_id": compute.ami.id,
+            "ami_python": config.ami_python,
+            "ami_packages": list(config.ami_packages),
+            "spot": config.spot,
+            "nat_gateway": config.nat_gateway,
+            "hub_token_parameter": config.hub_token_parameter or None,
             "log_groups": compute.log_groups,
             "plugins": plugin_resources(registry, context),
         }

@@ -3,16 +3,18 @@
 The launching side (:mod:`stnlp.runtime.backends.ec2` or
 :mod:`stnlp.runtime.backends.sagemaker`) has already taken the job lock, created the run
 record (with the resolved hyperparameters and the run id the bootstrap gets as ``--run-id``) and
-uploaded the runtime's source to ``<stack>/runs/<run_id>/source.tar.gz``. The bootstrap then
-drives the run's state machine on the instance:
+shipped the release this code was installed from (the project's wheel, plugin wheels, the
+dependency lock). The bootstrap then drives the run's state machine on the instance:
 
-``initialization``: unpack the source, start the watchdog (EC2), run the preflight checks
-(GPUs seen by torch, free disk, input data reachable). ``data_sync``: input datasets and, when
-resuming, the run's checkpoints and metrics come down. ``training``: the job's entrypoint runs
+``initialization``: start the watchdog (EC2), run the preflight checks (GPUs seen by torch,
+free disk, input data reachable). ``data_sync``: input datasets, the hub models the job names
+(cached once per stack in the models bucket, :mod:`stnlp.runtime.hub`) and, when resuming, the
+run's checkpoints and metrics come down. ``training``: the job's entrypoint runs
 through ``stnlp.runtime.worker`` (under torchrun when the job asks for several GPUs) while a
 heartbeat thread uploads logs, metrics and checkpoints and watches for `stnlp runs kill`, and
 (EC2 spot) a poller watches the spot notice. ``results_sync``: the output is published to the
-model registry. Then ``cleanup`` releases the lock, and on EC2 the instance terminates itself.
+model registry. Then ``cleanup`` releases the lock, and on EC2 the instance shuts itself down
+(its shutdown behaviour is ``terminate``; the instance role may terminate nothing).
 
 Any error records ``failed`` with its message and uploads the logs. A spot notice stops the
 worker, uploads the checkpoints, records the interruption and leaves the run in ``training``
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -51,8 +52,10 @@ from stnlp.runtime.backends.local import (
     worker_error,
     write_work_file,
 )
-from stnlp.runtime.backends.source import source_key, unpack_source
 from stnlp.runtime.distributed import launch_command
+from stnlp.runtime.environ import parse_number
+from stnlp.runtime.hub import fetch_hub_models, hub_models, ssm_token
+from stnlp.runtime.manifest import load_manifest
 from stnlp.runtime.preflight import check_data, check_disk, check_gpus, run_preflight
 from stnlp.runtime.runs import Run, load_run
 from stnlp.runtime.spot import DEFAULT_IMDS_URL, Imds, SpotNotice, SpotPoller
@@ -101,13 +104,10 @@ class Options:
         """Read the options from ``env`` (the process environment by default)."""
         env = dict(os.environ if env is None else env)
 
-        def number(name: str, cast, default):
+        def number(name: str, cast, default, low: float, high: float):
             if name not in env:
                 return default
-            try:
-                return cast(env[name])
-            except ValueError as exc:
-                raise UserError(f"environment {name}={env[name]!r} is not a number") from exc
+            return parse_number(name, env[name], cast, low, high)
 
         if platform not in PLATFORMS:
             raise UserError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
@@ -116,11 +116,11 @@ class Options:
             platform=platform,
             workdir=Path(env.get("STNLP_WORKDIR", str(cls.workdir))),
             imds_url=env.get("STNLP_IMDS_URL", DEFAULT_IMDS_URL),
-            spot_poll_seconds=number("STNLP_SPOT_POLL_SECONDS", float, 5.0),
-            heartbeat_seconds=number("STNLP_HEARTBEAT_SECONDS", float, 30.0),
-            max_runtime_seconds=number("STNLP_MAX_RUNTIME_SECONDS", float, None),
-            required_gpus=number("STNLP_PREFLIGHT_GPUS", int, None),
-            min_free_gb=number("STNLP_PREFLIGHT_MIN_FREE_GB", float, 10.0),
+            spot_poll_seconds=number("STNLP_SPOT_POLL_SECONDS", float, 5.0, 0.01, 3600),
+            heartbeat_seconds=number("STNLP_HEARTBEAT_SECONDS", float, 30.0, 0.01, 3600),
+            max_runtime_seconds=number("STNLP_MAX_RUNTIME_SECONDS", float, None, 1, 30 * 86400),
+            required_gpus=number("STNLP_PREFLIGHT_GPUS", int, None, 0, 64),
+            min_free_gb=number("STNLP_PREFLIGHT_MIN_FREE_GB", float, 10.0, 0, 1 << 20),
             checkpoint_dir=Path(checkpoint) if checkpoint else None,
             env=env,
         )
@@ -142,19 +142,20 @@ class Instance:
         return cls(settings, open_stores(settings), Imds(options.imds_url))
 
     def terminate(self) -> None:
-        """Terminate this EC2 instance (its id from the instance metadata)."""
-        instance_id = self.imds.instance_id()
-        s3_client(self.settings, "ec2").terminate_instances(InstanceIds=[instance_id])
-        logs.event(log, "instance terminating", instance_id=instance_id)
+        """Shut this EC2 instance down; its launch template makes shutdown terminate it."""
+        logs.event(log, "instance shutting down")
+        subprocess.run(["shutdown", "-h", "now"], check=True, timeout=60)
 
     def record_failure(self, job: str, run_id: str, message: str, log_dir: Path) -> None:
-        """Record ``failed`` with ``message``, upload the logs and clean the run up."""
+        """Record ``failed`` with ``message`` and clean the run up (lock released), then upload
+        the logs, so a failing upload cannot keep the lock."""
         run = load_run(self.stores, self.settings.stack, run_id)
         if run.record["job"] != job:
             raise UserError(f"run {run_id} belongs to job {run.record['job']!r}, not {job!r}")
         run.fail(message)
-        upload_log_dir(run, log_dir)
         run.cleanup()
+        with contextlib.suppress(Exception):
+            upload_log_dir(run, log_dir)
 
 
 def upload_log_dir(run: Run, log_dir: Path) -> None:
@@ -163,19 +164,19 @@ def upload_log_dir(run: Run, log_dir: Path) -> None:
         run.upload_logs(path)
 
 
-def unpack_runtime(stores: Stores, stack: str, run_id: str, dest: Path) -> Path:
-    """Download and unpack the run's source, and put it first on the import path."""
-    from stnlp.runtime.store import NotFoundError
-
-    try:
-        data = stores.results.get(source_key(stack, run_id))
-    except NotFoundError as exc:
-        raise UserError(f"run {run_id}: no source tarball at {source_key(stack, run_id)}") from exc
-    unpack_source(data, dest)
-    if str(dest) not in sys.path:
-        sys.path.insert(0, str(dest))
-    importlib.invalidate_caches()
-    return dest
+def prune_checkpoints(stores: Stores, run_prefix: str, folder: Path) -> list[str]:
+    """Delete the run's stored checkpoints that the job deleted here (it keeps its last few),
+    so old ones do not pile up in S3 and a resume downloads only what the job kept."""
+    if not folder.is_dir():
+        return []
+    kept = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    if not kept:
+        return []
+    prefix = f"{run_prefix}/checkpoints/"
+    gone = [key for key in stores.results.list(prefix) if key[len(prefix):] not in kept]
+    for key in gone:
+        stores.results.delete(key)
+    return gone
 
 
 class Bootstrap:
@@ -221,7 +222,6 @@ class Bootstrap:
     # -- stages ------------------------------------------------------------------------------
 
     def _initialize(self) -> JobSpec:
-        unpack_runtime(self.stores, self.stack, self.run_id, self.workdir / "src")
         from stnlp.plugins.manager import build_plugin_manager
 
         spec = build_plugin_manager(self.instance.settings).job(self.job)
@@ -242,6 +242,7 @@ class Bootstrap:
         data_dir = self.workdir / "data"
         sync_datasets(spec, self.stores, data_dir)
         params = self.run.record.get("hyperparameters") or spec.resolved_hyperparameters()
+        self._fetch_hub_models(spec, params)
         ctx = TrainingContext.in_directory(
             self.workdir / "job", self.run_id, spec.name, params, data_dir
         )
@@ -256,6 +257,17 @@ class Bootstrap:
         if restored:
             logs.event(log, "resuming from checkpoint", files=len(restored))
         return ctx
+
+    def _fetch_hub_models(self, spec: JobSpec, params: dict[str, Any]) -> None:
+        settings = self.instance.settings
+        repos = hub_models(params, settings.models.get(spec.component))
+        if not repos:
+            return
+        parameter = load_manifest(settings).get("hub_token_parameter")
+        token = ssm_token(s3_client(settings, "ssm"), parameter)
+        sources = fetch_hub_models(self.stores.models, repos, self.workdir / "hf", token)
+        logs.event(log, "hub models ready", **{repo.replace("/", "--"): where
+                                              for repo, where in sources.items()})
 
     def _train(self, spec: JobSpec, ctx: TrainingContext) -> TrainingOutcome | None:
         work_file = self.workdir / "work.json"
@@ -307,6 +319,7 @@ class Bootstrap:
             upload_log_dir(self.run, self.log_dir)
             self.run.write_metrics(ctx.read_metrics())
             self.run.upload_checkpoints(ctx.checkpoint_dir)
+            prune_checkpoints(self.stores, self.run.prefix, ctx.checkpoint_dir)
 
     def _heartbeats(self, ctx: TrainingContext) -> None:
         while not self._stop_beats.wait(self.options.heartbeat_seconds):
@@ -395,8 +408,9 @@ def run_instance(stack: str, job: str, run_id: str, options: Options) -> int:
         run = bootstrap.load()
         if options.platform == "ec2":
             limit = options.max_runtime_seconds or run.record.get("max_runtime_seconds")
-            guard = watchdog.start(time.time() + float(limit or DEFAULT_MAX_RUNTIME), os.getpid(),
-                                   stack, job, run_id, log_dir)
+            limit = parse_number("max_runtime_seconds of the run record",
+                                 str(limit or DEFAULT_MAX_RUNTIME), float, 1, 30 * 86400)
+            guard = watchdog.start(time.time() + limit, os.getpid(), stack, job, run_id, log_dir)
         status = bootstrap.execute()
     except Exception as exc:
         logs.event(log, "bootstrap failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")

@@ -96,17 +96,53 @@ def idle_items(
     return items
 
 
-def job_cost(config: StackConfig, job: JobSpec, prices: Mapping[str, Any]) -> JobCost:
+@dataclass(frozen=True)
+class RunCost:
+    """What one run of a job costs at most: its hourly rate for its maximum runtime."""
+
+    job: str
+    instance_type: str
+    market: str
+    hourly: float
+    hours: float
+
+    @property
+    def total(self) -> float:
+        """The cost of a run that lasts its whole maximum runtime."""
+        return self.hourly * self.hours
+
+    def line(self) -> str:
+        """One line for the user, printed before a launch."""
+        return (f"estimated cost: up to ${self.total:.2f} ({self.instance_type} {self.market} at "
+                f"${self.hourly:.3f}/hour for the job's maximum {self.hours * 60:.0f} minutes)")
+
+
+def hourly_cost(
+    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any]
+) -> JobCost:
     """One training hour of ``job``: instance (spot or on-demand), root volume, public IPv4."""
     instance_type = ec2_instance_type(job.instance_type)
     hourly = _instance_hourly(prices, instance_type)
-    spot = uses_spot(config, job)
     if spot:
         hourly *= prices["spot_fraction"]
     hourly += job.root_volume_gb * prices["ebs_gp3_gb_month"] / prices["hours_per_month"]
-    if not config.nat_gateway:  # instances in public subnets get a public address
+    if not nat:  # instances in public subnets get a public address
         hourly += prices["public_ipv4_hourly"]
     return JobCost(job.name, instance_type, "spot" if spot else "on-demand", hourly)
+
+
+def job_cost(config: StackConfig, job: JobSpec, prices: Mapping[str, Any]) -> JobCost:
+    """One training hour of ``job`` on the stack of ``config``."""
+    return hourly_cost(job, spot=uses_spot(config, job), nat=config.nat_gateway, prices=prices)
+
+
+def run_cost(
+    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any] | None = None
+) -> RunCost:
+    """The most one run of ``job`` costs: its hourly rate times its maximum runtime."""
+    hour = hourly_cost(job, spot=spot, nat=nat, prices=prices or load_prices())
+    return RunCost(job.name, hour.instance_type, hour.market, hour.hourly,
+                   job.max_runtime_minutes / 60)
 
 
 def estimate(

@@ -19,7 +19,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from stnlp.common.errors import UserError
 from stnlp.runtime import worker
+from stnlp.runtime.environ import parse_number
 from stnlp.runtime.training import METRICS_FILE, TrainingContext
 
 
@@ -40,11 +42,15 @@ class DistInfo:
 def dist_info(env: dict[str, str] | None = None) -> DistInfo:
     """Read the rank layout torchrun puts in the environment (a single process without it)."""
     env = os.environ if env is None else env
-    return DistInfo(
-        rank=int(env.get("RANK", 0)),
-        local_rank=int(env.get("LOCAL_RANK", 0)),
-        world_size=int(env.get("WORLD_SIZE", 1)),
-    )
+
+    def number(name: str, default: int, low: int) -> int:
+        return parse_number(name, env[name], int, low, 4096) if name in env else default
+
+    info = DistInfo(rank=number("RANK", 0, 0), local_rank=number("LOCAL_RANK", 0, 0),
+                    world_size=number("WORLD_SIZE", 1, 1))
+    if info.rank >= info.world_size:
+        raise UserError(f"environment RANK={info.rank} must be below WORLD_SIZE={info.world_size}")
+    return info
 
 
 def init_from_env() -> DistInfo:
@@ -58,7 +64,10 @@ def init_from_env() -> DistInfo:
 
     info = dist_info()
     if info.distributed and not dist.is_initialized():
-        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+        local_ranks = info.world_size
+        if "LOCAL_WORLD_SIZE" in os.environ:
+            local_ranks = parse_number("LOCAL_WORLD_SIZE", os.environ["LOCAL_WORLD_SIZE"], int, 1,
+                                       4096)
         if torch.cuda.is_available() and torch.cuda.device_count() >= local_ranks:
             torch.cuda.set_device(info.local_rank)
             dist.init_process_group("nccl")

@@ -82,15 +82,20 @@ class Imds:
         text = self.get("meta-data/spot/instance-action")
         if text is None:
             return None
-        data = json.loads(text)
-        return SpotNotice(action=data["action"], time=data["time"])
+        try:
+            data = json.loads(text)
+            return SpotNotice(action=str(data["action"]), time=str(data["time"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ImdsError(f"instance metadata spot/instance-action is malformed: "
+                            f"{text[:80]!r}") from exc
 
 
 class SpotPoller:
     """Polls the spot notice every ``interval`` seconds in a daemon thread.
 
-    On the first notice it calls ``on_notice(notice)`` once and stops polling. Errors reaching
-    the metadata service are logged and polling goes on.
+    On the first notice it calls ``on_notice(notice)`` once and stops polling. Any failed poll
+    (the service unreachable, an error status, a malformed answer, anything else) is logged in
+    one line and polling goes on: the thread only ends on a notice or :meth:`stop`.
     """
 
     def __init__(
@@ -118,8 +123,9 @@ class SpotPoller:
         while not self._stop.wait(self.interval):
             try:
                 notice = self.imds.spot_notice()
-            except ImdsError as exc:
-                event(log, "spot notice poll failed", logging.WARNING, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the poller must outlive any answer
+                event(log, "spot notice poll failed", logging.WARNING,
+                      error=f"{type(exc).__name__}: {exc}")
                 continue
             if notice is not None:
                 self.notice = notice

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -97,10 +98,21 @@ def start(
     return subprocess.Popen(command, start_new_session=True, env=env)
 
 
+def finite_seconds(text: str) -> float:
+    """An epoch-seconds deadline: finite and positive (``nan`` would expire the run at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--deadline {text!r} must be finite positive seconds")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m stnlp.runtime.watchdog``: wait for the deadline, then expire the run."""
     parser = argparse.ArgumentParser(prog="stnlp.runtime.watchdog")
-    parser.add_argument("--deadline", type=float, required=True)
+    parser.add_argument("--deadline", type=finite_seconds, required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--stack", required=True)
     parser.add_argument("--job", required=True)

@@ -1,18 +1,21 @@
 """A deployed stack on moto's server, for the cloud backend tests.
 
-:func:`make_cloud` creates what the Pulumi program would: three buckets, a launch template per
-job (as infra/compute.py builds it: IMDSv2 required, terminate on shutdown, spot market options),
-the stack manifest in SSM, and the transcripts dataset under ``raw/transcripts/``. The example
+:func:`make_cloud` creates what the Pulumi program would: three buckets, a VPC with a subnet and
+the training security group, a launch template and a log group per job (the template as
+infra/compute.py builds it: IMDSv2 required, terminate on shutdown, spot market options), the
+stack manifest in SSM, and the transcripts dataset under ``raw/transcripts/``. The example
 plugin is made discoverable through its entry point, as after ``pip install``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +24,25 @@ from stnlp.common.names import (
     BUCKET_KINDS,
     bucket_name,
     ec2_instance_type,
+    iam_name,
     launch_template_name,
+    log_group_name,
     manifest_parameter,
 )
 from stnlp.common.settings import Settings
+from stnlp.common.stackconfig import config_from_values, root_volume_gb
 from stnlp.plugins.manager import Registry, build_plugin_manager
 from stnlp.runtime.runs import JobLock, run_prefix
 from stnlp.runtime.store import S3Store, Stores, s3_client
+from tests.aws_rules import MotoFacts, denials, read_calls
 from tests.extension import install_example_plugin
+from tests.recorder.sitecustomize import install, made_by_the_project
 
 REPO = Path(__file__).resolve().parents[1]
+SHIMS = Path(__file__).resolve().parent / "shims"
+RECORDER = Path(__file__).resolve().parent / "recorder"
 BUILTINS = "chatbot,classifier,network"
+IMAGE_NAME = "amzn2-ami-hvm-*-x86_64-gp2"  # one of moto's Amazon images, standing for the DLAMI
 ACCOUNT = "123456789012"  # moto's account id
 TRANSCRIPT = (
     "name,line\n"
@@ -54,6 +65,7 @@ class Cloud:
     manifest: dict[str, Any]
     registry: Registry
     site: Path
+    calls: Path  # where the instances' recorded AWS calls go (see instance_env)
 
     def instance_state(self, instance_id: str) -> str:
         """The moto instance's state name (``running``, ``terminated``...)."""
@@ -72,11 +84,17 @@ class Cloud:
             return None
         return json.loads(self.stores.results.get(key))["run_id"]
 
-    def instance_env(self, workdir: Path, imds_url: str, **extra: str) -> dict[str, str]:
-        """The environment of a sandboxed instance's bootstrap (no example plugin on the path)."""
+    def instance_env(
+        self, workdir: Path, imds_url: str, principal: str = "training", **extra: str
+    ) -> dict[str, str]:
+        """The environment of a sandboxed instance's bootstrap, its AWS calls recorded as
+        ``principal``'s (judged when the test ends, see :func:`judged_cloud`)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("STNLP_")}
         env.update(
-            PYTHONPATH=str(REPO), AWS_REGION=self.settings.region,
+            PYTHONPATH=os.pathsep.join([str(RECORDER), str(REPO), str(self.site)]),
+            STNLP_AWS_RECORD=str(self.calls), STNLP_AWS_PRINCIPAL=principal,
+            PATH=os.pathsep.join([str(SHIMS), env.get("PATH", "")]),
+            AWS_REGION=self.settings.region,
             STNLP_REGION=self.settings.region, STNLP_ENDPOINT_URL=self.settings.endpoint_url,
             STNLP_WORKDIR=str(workdir), STNLP_IMDS_URL=imds_url, STNLP_SPOT_POLL_SECONDS="0.2",
             STNLP_HEARTBEAT_SECONDS="0.5", STNLP_PREFLIGHT_MIN_FREE_GB="0.01",
@@ -84,6 +102,55 @@ class Cloud:
         )  # fmt: skip
         env.update(extra)
         return env
+
+
+    def policies(self) -> dict[str, list[dict[str, Any]]]:
+        """Principal -> the IAM statements the Pulumi program declares for it on this stack."""
+        from stnlp.infra.identity import (
+            interface_statements,
+            launcher_statements,
+            sagemaker_statements,
+            training_statements,
+        )
+
+        token = self.manifest.get("hub_token_parameter") or ""
+        config = config_from_values(self.settings.stack, self.settings.region,
+                                    {"hubTokenParameter": token})
+        buckets, jobs = self.manifest["buckets"], list(self.manifest["launch_templates"])
+        return {"training": training_statements(config, ACCOUNT, buckets, jobs),
+                "launcher": launcher_statements(config, ACCOUNT, buckets),
+                "sagemaker": sagemaker_statements(config, ACCOUNT, buckets),
+                "interface": interface_statements(config, ACCOUNT, buckets)}
+
+    def facts(self) -> MotoFacts:
+        """What the rules look up in this account: templates, tags, VPCs, snapshots."""
+        role = iam_arn("role", self.settings.stack, "training")
+        return MotoFacts(self.ec2, {self.manifest["instance_profile_arn"]: role})
+
+    def denials(self, calls: list[dict[str, Any]]) -> list[str]:
+        """What AWS would refuse of ``calls`` under the declared policies (one line each)."""
+        return denials(calls, self.policies(), self.facts())
+
+
+@contextlib.contextmanager
+def judged_cloud(endpoint: str, tmp_path: Path, monkeypatch, **kwargs: Any) -> Iterator[Cloud]:
+    """:func:`make_cloud`, with every AWS call the project's code makes judged at the end: in
+    this process as the launcher's (the CLI's), in the instances started with
+    :meth:`Cloud.instance_env` as their role's."""
+    record = tmp_path / "launcher-calls.jsonl"
+    uninstall = install(record, "launcher", keep=made_by_the_project)
+    try:
+        cloud = make_cloud(endpoint, tmp_path, monkeypatch, **kwargs)
+        yield cloud
+    finally:
+        uninstall()
+    refused = cloud.denials(read_calls(record) + read_calls(cloud.calls))
+    assert refused == [], "AWS would refuse:\n" + "\n".join(refused)
+
+
+def iam_arn(kind: str, stack: str, role: str) -> str:
+    """The ARN of a role or instance profile the Pulumi program names (stnlp.infra.identity)."""
+    return f"arn:aws:iam::{ACCOUNT}:{kind}/{iam_name(stack, 'us-east-1', role)}"
 
 
 def recording_client(settings: Settings, service: str, operation: str) -> Any:
@@ -98,10 +165,12 @@ def recording_client(settings: Settings, service: str, operation: str) -> Any:
 
 
 def make_cloud(
-    endpoint: str, tmp_path: Path, monkeypatch, disabled: str = BUILTINS
-) -> Cloud:
-    """Create the stack's AWS side on moto and return it (the example plugin installed)."""
-    site = install_example_plugin(tmp_path / "site")
+    endpoint: str, tmp_path: Path, monkeypatch, disabled: str = BUILTINS,
+    requires: tuple[str, ...] = (), **manifest_values: Any,
+) -> Cloud:  # fmt: skip
+    """Create the stack's AWS side on moto and return it (the example plugin installed, with
+    the ``Requires-Dist`` lines ``requires``); ``manifest_values`` replace manifest entries."""
+    site = install_example_plugin(tmp_path / "site", requires)
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     stack = f"t{uuid.uuid4().hex[:10]}"
@@ -117,14 +186,29 @@ def make_cloud(
     stores = Stores(*(S3Store(buckets[kind], s3) for kind in BUCKET_KINDS))
     stores.datasets.put("raw/transcripts/S01E01.csv", TRANSCRIPT.encode())
     registry = build_plugin_manager(settings)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    templates = {}
+    image = ec2.describe_images(Owners=["amazon"], Filters=[  # listing all 1,300 AMIs takes secs
+        {"Name": "name", "Values": [IMAGE_NAME]}])["Images"][0]
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.0.0/18",
+                               AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"{stack}-training", VpcId=vpc,
+                                      Description="training")["GroupId"]
+    snapshot_gb = image["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
+    profile_arn = iam_arn("instance-profile", stack, "training")
+    templates, log_groups = {}, {}
+    logs = s3_client(settings, "logs")
     for spec in registry.job_specs():
+        log_groups[spec.name] = log_group_name(stack, spec.name)
+        logs.create_log_group(logGroupName=log_groups[spec.name])
         name = launch_template_name(stack, spec.name)
         data = {
-            "ImageId": image,
+            "ImageId": image["ImageId"],
+            "SecurityGroupIds": [group],
+            "BlockDeviceMappings": [{"DeviceName": image["RootDeviceName"], "Ebs": {
+                "VolumeSize": root_volume_gb(spec.root_volume_gb, snapshot_gb),
+                "VolumeType": "gp3", "Encrypted": True}}],
             "InstanceType": ec2_instance_type(spec.instance_type),
-            "IamInstanceProfile": {"Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train"},
+            "IamInstanceProfile": {"Arn": profile_arn},
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
             "InstanceInitiatedShutdownBehavior": "terminate",
         }
@@ -136,12 +220,14 @@ def make_cloud(
         }
     manifest = {
         "stack": stack, "region": settings.region, "buckets": buckets,
-        "subnet_ids": ["subnet-1"], "security_group_id": "sg-1",
-        "instance_profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/train",
-        "sagemaker_role_arn": f"arn:aws:iam::{ACCOUNT}:role/stnlp-sagemaker",
-        "launch_templates": templates, "log_groups": {}, "plugins": {},
+        "subnet_ids": [subnet], "security_group_id": group, "spot": True,
+        "ami_id": image["ImageId"], "ami_python": "3.11", "ami_packages": ["*"],
+        "nat_gateway": False, "hub_token_parameter": None,
+        "instance_profile_arn": profile_arn,
+        "sagemaker_role_arn": iam_arn("role", stack, "sagemaker"),
+        "launch_templates": templates, "log_groups": log_groups, "plugins": {}, **manifest_values,
     }  # fmt: skip
     s3_client(settings, "ssm").put_parameter(
         Name=manifest_parameter(stack), Value=json.dumps(manifest), Type="String"
     )
-    return Cloud(settings, stores, ec2, manifest, registry, site)
+    return Cloud(settings, stores, ec2, manifest, registry, site, tmp_path / "instance-calls.jsonl")

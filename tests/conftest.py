@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -107,9 +108,24 @@ def stores_settings(request, stores, tmp_path) -> Settings:
     return settings.with_overrides(stack=stack)
 
 
-@pytest.fixture
-def cloud(moto_endpoint, tmp_path, monkeypatch):
-    """A deployed stack on moto with the example plugin (a :class:`tests.cloud_stack.Cloud`)."""
-    from tests.cloud_stack import make_cloud
+@pytest.fixture(scope="session")
+def release_cache(tmp_path_factory):
+    """``XDG_CACHE_HOME`` for the session: cloud launches build the project's wheel and the
+    dependency lock once per session (stnlp.runtime.backends.package caches them there)."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("release-cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"])
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
 
-    return make_cloud(moto_endpoint, tmp_path, monkeypatch)
+
+@pytest.fixture
+def cloud(moto_endpoint, release_cache, tmp_path, monkeypatch):
+    """A deployed stack on moto with the example plugin (a :class:`tests.cloud_stack.Cloud`);
+    every AWS call the project's code makes in the test is judged by AWS's rules at its end."""
+    from tests.cloud_stack import judged_cloud
+
+    with judged_cloud(moto_endpoint, tmp_path, monkeypatch) as made:
+        yield made

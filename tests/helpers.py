@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STNLP = [sys.executable, "-c", "from stnlp.runtime.cli import main; main()"]
 """The `stnlp` command as this interpreter runs it (no console script needed on PATH)."""
@@ -25,3 +27,34 @@ def run_stnlp(*args: str, env: dict[str, str] | None = None, cwd=None, replace_e
     environment = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
     return subprocess.run([*STNLP, *args], capture_output=True, text=True, cwd=cwd,
                           env=environment, **kwargs)  # fmt: skip
+
+
+class LocalHttpServer:
+    """An HTTP server on 127.0.0.1 at a free port, serving in a daemon thread; a context manager
+    (or :meth:`start` / :meth:`stop`). Subclasses give the handler class."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        """Start serving; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -21,6 +21,8 @@ from stnlp.common.names import PROJECT, manifest_parameter
 from stnlp.infra.policies import Resource
 
 ACCOUNT = "123456789012"
+AMI_ID = "ami-0123456789abcdef0"
+AMI_SNAPSHOT_GB = 105
 EXAMPLE_PLUGIN = Path(__file__).parent / "example_plugin"
 
 
@@ -76,12 +78,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = ["us-east-1a", "us-east-1b", "us-east-1c"]
             return {"names": names, "zoneIds": names, "id": "us-east-1"}
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args["name"], "value": AMI_ID, "type": "String",
+                    "id": args.args["name"]}
         if args.token == "aws:ec2/getAmi:getAmi":
             return {
-                "id": "ami-0123456789abcdef0",
+                "id": AMI_ID,
                 "rootDeviceName": "/dev/sda1",
                 "name": "mock ami",
                 "architecture": "x86_64",
+                # the deep-learning AMIs' root snapshots are large (the PyTorch ones >= 100 GB)
+                "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {
+                    "volume_size": str(AMI_SNAPSHOT_GB), "volume_type": "gp3"}}],
             }
         raise NotImplementedError(f"unmocked invoke {args.token}")
 

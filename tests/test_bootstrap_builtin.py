@@ -11,7 +11,7 @@ import pytest
 from stnlp.runtime.backends.ec2 import train_ec2
 from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.upload import upload_path
-from tests.cloud_stack import make_cloud
+from tests.cloud_stack import judged_cloud
 from tests.imds_stub import ImdsStub
 
 pytestmark = pytest.mark.slow
@@ -19,9 +19,14 @@ JOB = "classifier-location"
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
-def test_builtin_job_tiny_preset_runs_through_the_bootstrap(moto_endpoint, tmp_path,
-                                                            monkeypatch):
-    cloud = make_cloud(moto_endpoint, tmp_path, monkeypatch, disabled="")
+@pytest.fixture
+def cloud(moto_endpoint, release_cache, tmp_path, monkeypatch):
+    """A stack with the built-in plugins; its AWS calls are judged at the end."""
+    with judged_cloud(moto_endpoint, tmp_path, monkeypatch, disabled="") as made:
+        yield made
+
+
+def test_builtin_job_tiny_preset_runs_through_the_bootstrap(cloud, tmp_path):
     upload_path(SAMPLE, cloud.stores.datasets, progress=False)
     spec = cloud.registry.job(JOB)
     run_id = train_ec2(spec, cloud.settings, stores=cloud.stores, preset="tiny", ec2=cloud.ec2)

@@ -13,6 +13,7 @@ import pytest
 from stnlp.common.errors import UserError
 from stnlp.runtime import watchdog
 from stnlp.runtime.bootstrap import Options
+from stnlp.runtime.distributed import dist_info
 from stnlp.runtime.preflight import (
     PreflightError,
     check_data,
@@ -62,6 +63,55 @@ def test_spot_poller_reports_the_first_notice_once(imds):
     assert fired.wait(10)
     poller.stop()
     assert [n.action for n in seen] == ["terminate"] and poller.notice == seen[0]
+
+
+def test_spot_poller_outlives_any_malformed_metadata_answer(imds):
+    """Item 11 (#13): whatever the metadata service answers, the poller goes on polling and
+    still sees the real notice that follows (before, a non-JSON answer killed its thread)."""
+    imds.spot_answers = [(200, "<html>not json"), (200, "[]"), (200, "null"),
+                         (200, '{"time": "2026-01-01T00:02:00Z"}'), (500, "oops"), (200, "")]
+    seen, fired = [], threading.Event()
+    poller = SpotPoller(Imds(imds.url), lambda n: (seen.append(n), fired.set()),
+                        interval=0.02).start()
+    while imds.spot_answers:
+        assert poller._thread.is_alive(), "the poller died on a malformed answer"
+        time.sleep(0.02)
+    imds.send_spot_notice()
+    assert fired.wait(10), "the notice after the bad answers is seen"
+    poller.stop()
+    assert [n.action for n in seen] == ["terminate"]
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e999", "-3", "junk", "", " "])
+def test_environment_numbers_are_finite_and_in_range_or_one_line(text):
+    with pytest.raises(UserError) as caught:
+        Options.from_env("ec2", {"STNLP_MAX_RUNTIME_SECONDS": text})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"environment STNLP_MAX_RUNTIME_SECONDS={text!r} must be")
+    with pytest.raises(UserError, match=f"environment WORLD_SIZE={text!r}"):
+        dist_info({"WORLD_SIZE": text})
+    assert dist_info({"RANK": "1", "WORLD_SIZE": "2"}).rank == 1
+    with pytest.raises(UserError, match="RANK=2 must be below WORLD_SIZE=2"):
+        dist_info({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+@pytest.mark.parametrize("deadline", ["nan", "inf", "-1", "soon"])
+def test_a_watchdog_given_a_bad_deadline_refuses_and_kills_nothing(deadline, tmp_path):
+    """A ``nan`` deadline used to compare as 'passed', so the watchdog stopped the run at once."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            start_new_session=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stnlp.runtime.watchdog", "--deadline", deadline, "--pid",
+             str(proc.pid), "--stack", "dev", "--job", "j", "--run-id", "r", "--log-dir",
+             str(tmp_path)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2
+        assert f"--deadline {deadline!r} must be finite positive seconds" in done.stderr
+        assert proc.poll() is None, "the watched process is left alone"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_preflight_checks_name_each_failure(tmp_path):

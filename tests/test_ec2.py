@@ -29,6 +29,11 @@ def ec2(cloud):
     return recording_client(cloud.settings, "ec2", "RunInstances")
 
 
+def _launches(ec2) -> list[dict]:
+    """The RunInstances requests that launched (not the DryRun permission checks)."""
+    return [r for r in ec2.sent if not r.get("DryRun")]
+
+
 def _launch(cloud, ec2, **kwargs) -> str:
     return train_ec2(cloud.registry.job(JOB), cloud.settings, stores=cloud.stores, ec2=ec2,
                      **kwargs)
@@ -41,7 +46,8 @@ def _tags(instance: dict) -> dict[str, str]:
 @pytest.mark.parametrize("spot", [True, False])
 def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, spot):
     run_id = _launch(cloud, ec2, preset="tiny", spot=spot)
-    (request,) = ec2.sent
+    (request,) = _launches(ec2)
+    assert [r["DryRun"] for r in ec2.sent if r.get("DryRun")] == [True]
     stack = cloud.settings.stack
     tags = [{"Key": TAG_STACK, "Value": stack}, {"Key": TAG_JOB, "Value": JOB},
             {"Key": TAG_RUN, "Value": run_id}]
@@ -49,6 +55,7 @@ def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, s
         "LaunchTemplate": {"LaunchTemplateId": cloud.manifest["launch_templates"][JOB]["id"],
                            "Version": "$Latest"},
         "MinCount": 1, "MaxCount": 1, "ClientToken": f"{run_id}-1",
+        "SubnetId": cloud.manifest["subnet_ids"][0],
         "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
                               {"ResourceType": "volume", "Tags": tags}],
     }  # fmt: skip
@@ -73,14 +80,16 @@ def test_launch_request_carries_template_tags_user_data_and_market(cloud, ec2, s
                                "aws:ec2launchtemplate:version": "1"}
     stored = cloud.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
     assert base64.b64decode(stored["UserData"]["Value"]).decode() == user_data
-    assert cloud.stores.results.exists(f"{stack}/runs/{run_id}/source.tar.gz")
+    shipped = cloud.stores.models.list("packages/sha256/")
+    assert any(key.endswith("-py3-none-any.whl") for key in shipped)
+    assert all(f"--key {key} " in user_data for key in shipped)
 
 
 def test_second_launch_of_a_running_job_is_refused(cloud, ec2):
     first = _launch(cloud, ec2)
     with pytest.raises(JobLockedError, match=first):
         _launch(cloud, ec2)
-    assert len(ec2.sent) == 1
+    assert len(_launches(ec2)) == 1
 
 
 def test_stack_without_the_jobs_template_fails_the_run_cleanly(cloud, ec2):
@@ -168,6 +177,50 @@ def test_runs_wait_streams_states_and_logs_until_the_end(cloud, ec2, monkeypatch
     assert "bootstrap.log: preflight ok\nbootstrap.log: data synced" in result.output
 
 
+def test_runs_wait_reports_a_run_without_heartbeats_and_how_to_end_it(cloud, ec2, monkeypatch,
+                                                                     tmp_path):
+    """Item 7: an instance that died before its bootstrap ever beat leaves the run open; `runs
+    wait` says so (and which command ends it) instead of waiting forever."""
+    run_id = _launch(cloud, ec2)
+    cloud.ec2.terminate_instances(InstanceIds=[cloud.record(run_id)["instance_id"]])
+    result = _cli(monkeypatch, tmp_path, cloud, "runs", "wait", run_id, "--poll", "0.1",
+                  "--stale-after", "0")
+    assert isinstance(result.exception, UserError), result.output
+    message = str(result.exception)
+    assert message.startswith(f"run {run_id} has sent no heartbeat since ")
+    assert f"`stnlp runs sweep --stack {cloud.settings.stack}` ends it" in message
+    sweep = _cli(monkeypatch, tmp_path, cloud, "runs", "sweep")
+    assert sweep.exit_code == 0, sweep.output
+    assert _ended_failed(cloud, run_id)["error"].startswith("swept: its instance is ")
+
+
+def test_runs_wait_stops_at_its_timeout_and_says_how_to_follow_again(cloud, ec2, monkeypatch,
+                                                                    tmp_path):
+    run_id = _launch(cloud, ec2)
+    result = _cli(monkeypatch, tmp_path, cloud, "runs", "wait", run_id, "--poll", "0.1",
+                  "--timeout", "0.3")
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception) == (
+        f"stopped waiting for run {run_id} after 0.3 s; it is still in initialization: "
+        f"`stnlp runs wait {run_id} --stack {cloud.settings.stack}` follows it again, "
+        f"`stnlp runs kill {run_id} --stack {cloud.settings.stack}` stops it")
+    assert cloud.record(run_id)["state"] == "initialization", "waiting changes nothing"
+
+
+def test_wait_timeout_defaults_to_the_jobs_maximum_runtime_plus_grace(cloud, ec2):
+    from stnlp.runtime.cli.cloud import WAIT_GRACE_SECONDS, wait_timeout
+
+    record = cloud.record(_launch(cloud, ec2))
+    assert wait_timeout(record) == 10 * 60 + WAIT_GRACE_SECONDS  # the job's 10 minutes
+
+
+def _ended_failed(cloud, run_id: str) -> dict:
+    record = cloud.record(run_id)
+    assert (record["state"], record["result"]) == ("cleanup", "failed"), record
+    assert cloud.lock_holder(JOB) is None
+    return record
+
+
 def test_runs_sweep_command_terminates_stale_instances(cloud, ec2, monkeypatch, tmp_path):
     run_id = _launch(cloud, ec2)
     instance_id = cloud.record(run_id)["instance_id"]
@@ -222,3 +275,16 @@ def test_stnlp_train_ec2_launches_and_stnlp_runs_kill_terminates(cloud, monkeypa
     assert cloud.record(run_id)["result"] == "failed"
     assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
     assert cloud.lock_holder(JOB) is None
+
+
+def test_the_region_falls_back_to_aws_default_region(tmp_path):
+    """Item 11: a user whose shell sets only AWS_DEFAULT_REGION (what the AWS CLI reads) gets
+    that region, not us-east-1; AWS_REGION and STNLP_REGION still come first."""
+    from stnlp.common.settings import load_settings
+
+    assert load_settings(env={"AWS_DEFAULT_REGION": "eu-west-1"}, cwd=tmp_path).region == (
+        "eu-west-1")
+    both = {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "ap-south-1"}
+    assert load_settings(env=both, cwd=tmp_path).region == "ap-south-1"
+    assert load_settings(env={**both, "STNLP_REGION": "us-west-2"}, cwd=tmp_path).region == (
+        "us-west-2")

@@ -139,8 +139,17 @@ BROKEN = {
     ),
     "terminate-conditioned": lambda rs: _edit(
         rs,
+        ":Policy",
+        _set_statement("TerminateStackInstances", "Condition", None),
+        "launcher-policy",
+    ),
+    "instances-terminate-nothing": lambda rs: _edit(
+        rs,
         ":RolePolicy",
-        _set_statement("TerminateOwnStackInstances", "Condition", None),
+        _policy_edit(lambda ss: ss.append({"Sid": "Terminate", "Effect": "Allow",
+                                           "Action": "ec2:TerminateInstances",
+                                           "Resource": "*", "Condition": {"StringEquals": {
+                                               "aws:ResourceTag/stnlp:stack": "dev"}}})),
         "training-policy",
     ),
     "models-kept": lambda rs: _edit(

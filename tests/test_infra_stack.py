@@ -97,14 +97,15 @@ def test_training_role_scope(dev):
     results = f"arn:aws:s3:::stnlp-dev-results-{ACCOUNT}"
     assert statements["WriteStackResults"]["Resource"] == f"{results}/dev/*"
     models = f"arn:aws:s3:::stnlp-dev-models-{ACCOUNT}"
-    assert statements["PublishModels"]["Resource"] == f"{models}/models/*"
-    assert statements["TerminateOwnStackInstances"]["Condition"] == {
-        "StringEquals": {"aws:ResourceTag/stnlp:stack": "dev"}
-    }
+    assert statements["PublishModels"]["Resource"] == [f"{models}/models/*", f"{models}/hub/*"]
+    for sid in ("PublishModels", "WriteStackResults"):  # uploads carry object tags
+        assert "s3:PutObjectTagging" in statements[sid]["Action"]
+    assert not any("ec2:TerminateInstances" in str(s["Action"]) for s in statements.values())
     assert statements["WriteJobLogs"]["Resource"] == [
         f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/stnlp/dev/example-linefit:*"
     ]
-    assert statements["ReadManifest"]["Resource"].endswith(":parameter/stnlp/dev/manifest")
+    assert statements["ReadManifest"]["Resource"] == [
+        f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/stnlp/dev/manifest"]
     star = [s for s in statements.values() if s["Resource"] == "*"]
     assert [s["Sid"] for s in star] == ["PutElapsedMetric"]
     assert star[0]["Condition"]["StringEquals"] == {"cloudwatch:namespace": "STNLP"}
@@ -128,8 +129,8 @@ def test_launch_template_of_a_job(dev):
     assert props["imageId"] == "ami-0123456789abcdef0"
     [mapping] = props["blockDeviceMappings"]
     assert mapping["deviceName"] == "/dev/sda1"
-    assert mapping["ebs"] == {
-        "volumeSize": 100,
+    assert mapping["ebs"] == {  # the AMI's 105 GB snapshot plus 30 GB of work space
+        "volumeSize": 135,
         "volumeType": "gp3",
         "encrypted": "true",
         "deleteOnTermination": "true",
@@ -147,14 +148,11 @@ def test_launch_template_of_a_job(dev):
         "project": "stranger-things-nlp",
     }
     script = base64.b64decode(props["userData"]).decode()
-    assert "python -m stnlp.runtime.bootstrap --stack dev --job example-linefit" in script
-    assert "trap finish EXIT" in script
+    assert "stnlp.runtime.bootstrap" not in script and script.endswith("shutdown -h now\n")
+    [parameter] = [args for token, args in dev.calls if token.endswith("getParameter")]
+    assert parameter["name"].startswith("/aws/service/deeplearning/ami/x86_64/")
     [ami_call] = [args for token, args in dev.calls if token == "aws:ec2/getAmi:getAmi"]
-    assert ami_call["owners"] == ["amazon"]
-    assert {
-        "name": "name",
-        "values": ["Deep Learning OSS Nvidia Driver AMI GPU PyTorch * (Ubuntu 22.04) *"],
-    } in ami_call["filters"]
+    assert ami_call["filters"] == [{"name": "image-id", "values": ["ami-0123456789abcdef0"]}]
 
 
 def test_log_group_and_overrun_alarm_per_job(dev):
@@ -165,6 +163,9 @@ def test_log_group_and_overrun_alarm_per_job(dev):
     assert alarm.props["dimensions"] == {"Stack": "dev", "Job": "example-linefit"}
     assert (alarm.props["namespace"], alarm.props["metricName"]) == ("STNLP", "ElapsedMinutes")
     assert alarm.props["comparisonOperator"] == "GreaterThanThreshold"
+    [topic] = dev.of(":Topic")
+    assert alarm.props["alarmActions"] == [f"arn:aws:sns:us-east-1:{ACCOUNT}:topic/alarms"]
+    assert topic.props["name"] == "stnlp-dev-alarms"
 
 
 def test_on_demand_when_config_says_no_spot():
@@ -216,7 +217,14 @@ def test_manifest_parameter_matches_the_architecture_shape(dev):
         "security_group_id",
         "instance_profile_arn",
         "sagemaker_role_arn",
+        "launcher_policy_arn",
         "launch_templates",
+        "ami_id",
+        "ami_python",
+        "ami_packages",
+        "spot",
+        "nat_gateway",
+        "hub_token_parameter",
         "log_groups",
         "plugins",
     }
@@ -264,7 +272,7 @@ def test_extension_plugin_gets_its_own_template_log_group_and_resources():
     ext = templates["stnlp-dev-ext-job"]
     assert ext["instanceType"] == "m6i.xlarge"
     assert "instanceMarketOptions" not in ext
-    assert ext["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 40
+    assert ext["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 135  # the snapshot wins
     assert {r.props["name"] for r in built.of(":LogGroup")} == {
         "/stnlp/dev/example-linefit",
         "/stnlp/dev/ext-job",

@@ -40,15 +40,19 @@ def test_training_job_request_runs_the_bootstrap_with_managed_spot(cloud, sagema
     assert "python -m stnlp.runtime.bootstrap" in algorithm["ContainerEntrypoint"][2]
     assert algorithm["ContainerArguments"] == ["--stack", stack, "--job", JOB, "--run-id",
                                                run_id, "--platform", "sagemaker"]
-    (channel,) = request["InputDataConfig"]
-    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"{prefix}/source.tar.gz"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                for c in request["InputDataConfig"]}  # fmt: skip
+    models = cloud.manifest["buckets"]["models"]
+    assert set(channels) == {"wheel0", "wheel1", "lock"}  # the project, the example plugin
+    for uri in channels.values():  # each a content-addressed folder holding one shipped file
+        key = uri.removeprefix(f"s3://{models}/")
+        assert key.startswith("packages/sha256/") and len(cloud.stores.models.list(key)) == 1
     assert request["EnableManagedSpotTraining"] is True
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 600,
                                             "MaxWaitTimeInSeconds": 1200}
     assert request["CheckpointConfig"] == {"S3Uri": f"{prefix}/checkpoints/",
                                            "LocalPath": "/opt/ml/checkpoints"}
     assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
-    assert cloud.stores.results.exists(f"{stack}/runs/{run_id}/source.tar.gz")
     record = cloud.record(run_id)
     assert record["backend"] == "sagemaker" and record["job_id"] == request["TrainingJobName"]
     assert record["hyperparameters"]["steps"] == 5
@@ -70,7 +74,8 @@ def test_container_bootstrap_publishes_and_the_status_is_mirrored(cloud, sagemak
     run_id = _start(cloud, sagemaker, preset="tiny")
     record = cloud.record(run_id)
     env = cloud.instance_env(tmp_path / "opt-ml", "http://127.0.0.1:9",  # no IMDS on SageMaker
-                             STNLP_PREFLIGHT_GPUS="0", TRAINING_JOB_NAME=record["job_id"],
+                             principal="sagemaker", STNLP_PREFLIGHT_GPUS="0",
+                             TRAINING_JOB_NAME=record["job_id"],
                              STNLP_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     done = subprocess.run(
         [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack", cloud.settings.stack, "--job",

@@ -1,9 +1,10 @@
-"""The steps every cloud launch shares: the run record, the source upload, failure and kill.
+"""The steps every cloud launch shares: the run record, failure and kill.
 
 :func:`start_run` takes the job lock and writes the run record with what the launch resolved;
-:func:`launch_or_fail` uploads the run's source and calls the backend's launch, recording the
-run ``failed`` and cleaning it up if anything raises (a relaunch leaves the existing run alone);
-:func:`kill_run` stops what the run holds in the cloud and records ``killed``.
+:func:`launch_or_fail` calls the backend's launch (which uploads the release and starts the
+instance or job), recording the run ``failed`` and cleaning it up if anything raises (a
+relaunch leaves the existing run alone); :func:`kill_run` stops what the run holds in the cloud
+and records ``killed``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any, TypeVar
 
 from stnlp.common.errors import UserError
 from stnlp.plugins.spec import JobSpec
-from stnlp.runtime.backends.source import build_source_tarball, source_key
 from stnlp.runtime.runs import Run, load_run
 from stnlp.runtime.store import Stores
 
@@ -33,16 +33,13 @@ def start_run(
     )  # fmt: skip
 
 
-def launch_or_fail(
-    run: Run, stores: Stores, launch: Callable[[], T], *, what: str, resuming: bool = False
-) -> T:
-    """Upload the run's source, then return ``launch()``.
+def launch_or_fail(run: Run, launch: Callable[[], T], *, what: str, resuming: bool = False) -> T:
+    """Return ``launch()``.
 
-    If either raises, a new run is recorded ``failed`` (naming ``what`` and the error) and
+    If it raises, a new run is recorded ``failed`` (naming ``what`` and the error) and
     cleaned up, so its lock is released; a relaunch (``resuming``) keeps its run as it was.
     """
     try:
-        stores.results.put(source_key(run.stack, run.run_id), build_source_tarball())
         return launch()
     except Exception as exc:
         if not resuming:

@@ -1,10 +1,18 @@
 """The EC2 backend: one ephemeral GPU instance per run, launched from the job's launch template.
 
-``train_ec2`` reads the stack manifest, takes the job lock and creates the run record (with the
-resolved hyperparameters and the maximum runtime), uploads the runtime's source, and launches
-ONE instance from the job's launch template with the run id and job in its tags and user data,
-as spot or on-demand. It returns the run id at once: the instance's bootstrap
-(:mod:`stnlp.runtime.bootstrap`) drives the run from there and terminates the instance at the end.
+``train_ec2`` reads the stack manifest and checks, before anything is created, what AWS would
+refuse or what would leave a run that cannot train (:func:`stnlp.runtime.launchcheck.check_launch`:
+the input datasets, the instance type in a subnet's zone, the vCPU quota, the permission to
+launch and pass the training role). It builds the release the instance will install (the
+project's wheel, plugin wheels, the dependency lock: :mod:`stnlp.runtime.backends.package`),
+takes the job lock, creates the run record, uploads the release (content-addressed, so an
+unchanged checkout uploads nothing) and launches ONE instance from the job's launch template into
+the stack's subnet, with the run's own user data, tags and market options. It returns the run
+id at once: the instance's bootstrap (:mod:`stnlp.runtime.bootstrap`) drives the run from there
+and the instance shuts itself down (= terminates) at the end.
+
+``dry_run`` stops before the lock: it returns the :class:`LaunchPlan` (the request, the user
+data's size, what would be uploaded, the estimated cost) and creates nothing.
 
 Relaunching with the ``run_id`` of a run a spot interruption left in ``data_sync`` or
 ``training`` (its lock still held) starts a new instance for the same run, which resumes from
@@ -14,18 +22,28 @@ the run's checkpoints.
 from __future__ import annotations
 
 import logging
-from shlex import quote
+from dataclasses import dataclass
 from typing import Any
 
 from stnlp.common.errors import UserError
 from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK
 from stnlp.common.settings import Settings
-from stnlp.common.userdata import render_user_data
+from stnlp.common.userdata import ShippedFile, render_user_data
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime import logs
 from stnlp.runtime.backends.cloud import kill_run, launch_or_fail, start_run
+from stnlp.runtime.backends.package import Release, build_release, upload_release
+from stnlp.runtime.cost import RunCost, run_cost
+from stnlp.runtime.launchcheck import check_dry_run, check_launch, stack_spot
 from stnlp.runtime.manifest import load_manifest
-from stnlp.runtime.runs import STALE_AFTER_SECONDS, Run, is_stale, load_run
+from stnlp.runtime.runs import (
+    STALE_AFTER_SECONDS,
+    Run,
+    is_stale,
+    list_runs,
+    load_run,
+    new_run_id,
+)
 from stnlp.runtime.store import Stores, open_stores, s3_client
 
 log = logging.getLogger(__name__)
@@ -37,19 +55,32 @@ SPOT_OPTIONS = {
 }
 
 
-def run_user_data(stack: str, job: str, region: str, run_id: str, max_runtime_minutes: int) -> str:
-    """The instance's user data for one run: the job's bootstrap script with the run id."""
-    script = render_user_data(stack, job, region, max_runtime_minutes=max_runtime_minutes)
-    command = f"-m stnlp.runtime.bootstrap --stack {stack} --job {job}"
-    if script.count(command) != 1:
-        raise RuntimeError(f"infra user data no longer runs {command!r} exactly once")
-    return script.replace(command, f"{command} --run-id {quote(run_id)}")
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What one launch sends: the RunInstances request, the release and the estimated cost."""
+
+    request: dict[str, Any]
+    release: Release
+    cost: RunCost
+
+    @property
+    def user_data_bytes(self) -> int:
+        """The size of the run's user data (EC2 accepts at most 16 KB)."""
+        return len(self.request["UserData"].encode())
+
+
+def shipped(release: Release) -> tuple[list[ShippedFile], ShippedFile]:
+    """The release as the user data names it: ``(wheels, lock)``."""
+    def named(item) -> ShippedFile:
+        return ShippedFile(item.key, item.filename, item.digest)
+
+    return [named(w) for w in release.wheels], named(release.lock)
 
 
 def launch_request(
     spec: JobSpec, manifest: dict[str, Any], stack: str, run_id: str, *, spot: bool,
-    launch: int = 1,
-) -> dict[str, Any]:
+    subnet_id: str, release: Release, launch: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     """The ``run_instances`` arguments launching one instance of ``spec`` for ``run_id``.
 
     ``launch`` numbers the run's launches (relaunches after spot interruptions); with the run
@@ -66,13 +97,16 @@ def launch_request(
         {"Key": TAG_JOB, "Value": spec.name},
         {"Key": TAG_RUN, "Value": run_id},
     ]
-    user_data = run_user_data(
-        stack, spec.name, manifest["region"], run_id, spec.max_runtime_minutes
-    )
+    wheels, lock = shipped(release)
+    user_data = render_user_data(
+        stack, spec.name, manifest["region"], run_id=run_id, buckets=manifest["buckets"],
+        wheels=wheels, lock=lock, max_runtime_minutes=spec.max_runtime_minutes,
+    )  # fmt: skip
     request: dict[str, Any] = {
         "LaunchTemplate": {"LaunchTemplateId": template["id"], "Version": "$Latest"},
         "MinCount": 1,
         "MaxCount": 1,
+        "SubnetId": subnet_id,
         "ClientToken": f"{run_id}-{launch}"[-64:],
         "UserData": user_data,  # boto3 base64-encodes it for RunInstances
         "TagSpecifications": [
@@ -100,6 +134,21 @@ def _resume(stores: Stores, stack: str, spec: JobSpec, run_id: str) -> Run | Non
     return run
 
 
+def plan_launch(
+    spec: JobSpec, settings: Settings, manifest: dict[str, Any], stores: Stores, ec2: Any,
+    *, spot: bool | None, run_id: str, launch: int = 1,
+) -> LaunchPlan:  # fmt: skip
+    """Check the launch and build what it would send, creating nothing."""
+    use_spot = stack_spot(spec, manifest, spot)
+    subnet_id = check_launch(spec, settings, manifest, stores, ec2, spot=use_spot)
+    release = build_release(manifest)
+    request = launch_request(spec, manifest, settings.stack, run_id, spot=use_spot,
+                             subnet_id=subnet_id, release=release, launch=launch)
+    check_dry_run(request, manifest, ec2)
+    cost = run_cost(spec, spot=use_spot, nat=bool(manifest.get("nat_gateway")))
+    return LaunchPlan(request, release, cost)
+
+
 def train_ec2(
     spec: JobSpec,
     settings: Settings,
@@ -111,32 +160,38 @@ def train_ec2(
     progress: bool = True,
     spot: bool | None = None,
     ec2: Any = None,
-) -> str:
+    dry_run: bool = False,
+) -> str | LaunchPlan:
     """Launch one instance for a new run of ``spec`` (or relaunch run ``run_id``); return its id.
 
-    ``spot`` defaults to the job spec's ``spot``. The run goes on on the instance; follow it
-    with `stnlp runs show` or ``--wait``.
+    ``spot`` defaults to the job spec's ``spot`` and is never used on a stack whose config says
+    ``spot: false``. With ``dry_run``, return the :class:`LaunchPlan` and create nothing.
     """
     if not settings.uses_s3:
         raise UserError("the ec2 backend needs a deployed stack: use --stack NAME (store 's3')")
     manifest = load_manifest(settings)
     stores = stores or open_stores(settings)
     ec2 = ec2 or s3_client(settings, "ec2")
-    use_spot = spec.spot if spot is None else spot
     run = _resume(stores, settings.stack, spec, run_id) if run_id else None
+    launches = len(run.record.get("launches", [])) + 1 if run else 1
+    the_id = run_id or new_run_id(spec.name)
+    plan = plan_launch(spec, settings, manifest, stores, ec2, spot=spot, run_id=the_id,
+                       launch=launches)
+    if dry_run:
+        return plan
+    use_spot = "InstanceMarketOptions" in plan.request
     resuming = run is not None
     if run is None:
         run = start_run(spec, stores, settings.stack, "ec2", spot=use_spot, preset=preset,
-                        overrides=overrides, run_id=run_id)
+                        overrides=overrides, run_id=the_id)
 
     def launch() -> str:
-        request = launch_request(spec, manifest, settings.stack, run.run_id, spot=use_spot,
-                                 launch=len(run.record.get("launches", [])) + 1)
-        return ec2.run_instances(**request)["Instances"][0]["InstanceId"]
+        upload_release(plan.release, stores.models)
+        return ec2.run_instances(**plan.request)["Instances"][0]["InstanceId"]
 
-    instance_id = launch_or_fail(run, stores, launch, what="launch", resuming=resuming)
-    launches = [*run.record.get("launches", []), instance_id]
-    run.heartbeat(instance_id=instance_id, launches=launches)
+    instance_id = launch_or_fail(run, launch, what="launch", resuming=resuming)
+    run.heartbeat(instance_id=instance_id, launches=[*run.record.get("launches", []),
+                                                     instance_id])
     logs.event(log, "instance launched", run_id=run.run_id, instance_id=instance_id,
                spot=use_spot, resumed=resuming)
     return run.run_id
@@ -175,17 +230,43 @@ def kill_ec2_run(settings: Settings, stores: Stores, run_id: str, ec2: Any = Non
     return kill_run(stores, settings.stack, run_id, terminate)
 
 
+def instance_state(ec2: Any, instance_id: str | None) -> str:
+    """The instance's state name, ``"gone"`` when EC2 no longer knows it."""
+    from botocore.exceptions import ClientError
+
+    if not instance_id:
+        return "none"
+    try:
+        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError as exc:
+        if "InvalidInstanceID" in str(exc.response.get("Error", {}).get("Code", "")):
+            return "gone"
+        raise
+    if not reservations:
+        return "gone"
+    return reservations[0]["Instances"][0]["State"]["Name"]
+
+
+def awaiting_resume(record: dict[str, Any]) -> bool:
+    """True for a run a spot interruption stopped on its current instance (resume it)."""
+    interruptions = record.get("spot_interruptions") or []
+    return bool(interruptions) and interruptions[-1].get("instance_id") == record.get("instance_id")
+
+
 def sweep_instances(
     settings: Settings, stores: Stores, ec2: Any = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> list[dict[str, Any]]:
-    """Terminate this stack's instances whose run has ended, is unknown or has gone stale.
+    """Terminate this stack's instances whose run has ended, is unknown or has gone stale, and
+    end the open EC2 runs whose instance is already gone (unless a spot notice stopped it).
 
     A stale run (no heartbeat for ``stale_after`` seconds) is recorded ``failed`` and cleaned
-    up. Returns what was terminated, each with the reason.
+    up. Returns what was swept, each with the reason.
     """
     ec2 = ec2 or s3_client(settings, "ec2")
     swept = []
+    running = set()
     for instance in stack_instances(settings, ec2):
+        running.add(instance["instance_id"])
         try:
             run = load_run(stores, settings.stack, instance["run_id"])
         except UserError:
@@ -204,4 +285,22 @@ def sweep_instances(
             run.cleanup()
         swept.append({**instance, "reason": reason})
         logs.event(log, "instance swept", reason=reason, **instance)
+    for record in list_runs(stores, settings.stack):
+        if record["backend"] != "ec2" or record["state"] == "cleanup":
+            continue
+        instance_id = record.get("instance_id")
+        if instance_id in running or awaiting_resume(record):
+            continue
+        state = instance_state(ec2, instance_id)
+        if state in ("pending", "running", "stopping", "stopped") or (
+            state == "none" and not is_stale(record, stale_after)
+        ):
+            continue
+        reason = f"its instance is {state}" if instance_id else "it never got an instance"
+        run = load_run(stores, settings.stack, record["run_id"])
+        run.fail(f"swept: {reason} and the run never recorded its end")
+        run.cleanup()
+        swept.append({"instance_id": instance_id, "run_id": record["run_id"],
+                      "job": record["job"], "reason": reason})
+        logs.event(log, "run swept", run_id=record["run_id"], reason=reason)
     return swept

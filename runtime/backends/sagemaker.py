@@ -2,8 +2,9 @@
 
 ``train_sagemaker`` checks the stopping condition (``MaxWaitTimeInSeconds`` must be at least
 ``MaxRuntimeInSeconds`` for managed spot) before anything is created, takes the job lock,
-creates the run record, uploads the runtime's source tarball and calls ``CreateTrainingJob``:
-the container unpacks the source from its ``code`` channel and runs
+creates the run record, uploads the release (the project's wheel, plugin wheels and the
+dependency lock, :mod:`stnlp.runtime.backends.package`) and calls ``CreateTrainingJob``: the
+container installs the lock (hash-checked) and the wheels from its input channels and runs
 ``python -m stnlp.runtime.bootstrap --platform sagemaker``, which drives the same state machine as
 on EC2 and publishes to the same registry. Managed spot keeps ``/opt/ml/checkpoints`` in the
 run's ``checkpoints/`` S3 prefix, so a restarted container resumes from it.
@@ -23,7 +24,8 @@ from stnlp.common.settings import Settings
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime import logs
 from stnlp.runtime.backends.cloud import kill_run, launch_or_fail, start_run
-from stnlp.runtime.backends.source import source_key
+from stnlp.runtime.backends.package import Release, build_release, upload_release
+from stnlp.runtime.launchcheck import stack_spot
 from stnlp.runtime.manifest import load_manifest
 from stnlp.runtime.runs import Run, run_prefix
 from stnlp.runtime.store import Stores, open_stores, s3_client
@@ -36,9 +38,10 @@ DEFAULT_IMAGE = (
     "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
 )
 ENTRY_SCRIPT = (
-    "set -euo pipefail; mkdir -p /opt/ml/code; "
-    "tar xzf /opt/ml/input/data/code/source.tar.gz -C /opt/ml/code; "
-    'cd /opt/ml/code; exec python -m stnlp.runtime.bootstrap "$@"'
+    "set -euo pipefail; D=/opt/ml/input/data; "
+    'python -m pip install -q --no-deps --require-hashes --only-binary=:all: -r "$D"/lock/*; '
+    'python -m pip install -q --no-deps --no-index "$D"/wheel*/*.whl; '
+    'exec python -m stnlp.runtime.bootstrap "$@"'
 )
 ENDED = ("Completed", "Failed", "Stopped")
 
@@ -69,6 +72,14 @@ def job_name(run_id: str) -> str:
     return f"stnlp-{run_id}"[:63].rstrip("-")
 
 
+def _channel(name: str, bucket: str, key: str) -> dict[str, Any]:
+    """An input channel holding the one shipped file at ``key`` (its content-addressed folder)."""
+    folder = key.rsplit("/", 1)[0] + "/"
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{folder}",
+        "S3DataDistributionType": "FullyReplicated"}}}  # fmt: skip
+
+
 def training_job_request(
     spec: JobSpec,
     manifest: dict[str, Any],
@@ -76,16 +87,17 @@ def training_job_request(
     run_id: str,
     *,
     spot: bool,
+    release: Release,
     max_wait_seconds: int | None = None,
     image: str | None = None,
 ) -> dict[str, Any]:
-    """The ``create_training_job`` arguments for one run of ``spec``."""
+    """The ``create_training_job`` arguments for one run of ``spec``, installing ``release``."""
     stopping = stopping_condition(spec, spot, max_wait_seconds)
     role = manifest.get("sagemaker_role_arn")
     if not role:
         raise UserError(f"stack {stack!r} manifest has no sagemaker_role_arn; run `pulumi up`")
     region = manifest["region"]
-    results = manifest["buckets"]["results"]
+    results, models = manifest["buckets"]["results"], manifest["buckets"]["models"]
     prefix = run_prefix(stack, run_id)
     instance_type = spec.instance_type
     if not instance_type.startswith("ml."):
@@ -101,15 +113,11 @@ def training_job_request(
             "ContainerArguments": ["--stack", stack, "--job", spec.name, "--run-id", run_id,
                                    "--platform", "sagemaker"],
         },
-        "InputDataConfig": [{
-            "ChannelName": "code",
-            "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": f"s3://{results}/{source_key(stack, run_id)}",
-                "S3DataDistributionType": "FullyReplicated",
-            }},
-            "InputMode": "File",
-        }],
+        "InputDataConfig": [
+            _channel(name, models, item.key)
+            for name, item in [*((f"wheel{i}", w) for i, w in enumerate(release.wheels)),
+                               ("lock", release.lock)]
+        ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{results}/{prefix}/sagemaker"},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1,
                            "VolumeSizeInGB": spec.root_volume_gb},
@@ -146,21 +154,24 @@ def train_sagemaker(
     """Start a SageMaker training job for a new run of ``spec``; return the run id at once."""
     if not settings.uses_s3:
         raise UserError("the sagemaker backend needs a deployed stack: use --stack NAME")
-    use_spot = spec.spot if spot is None else spot
-    stopping_condition(spec, use_spot, max_wait_seconds)  # fail before anything is created
     manifest = load_manifest(settings)
+    use_spot = stack_spot(spec, manifest, spot)
+    stopping_condition(spec, use_spot, max_wait_seconds)  # fail before anything is created
     stores = stores or open_stores(settings)
     sagemaker = sagemaker or s3_client(settings, "sagemaker")
+    release = build_release(manifest)
     run = start_run(spec, stores, settings.stack, "sagemaker", spot=use_spot, preset=preset,
                     overrides=overrides, run_id=run_id)
 
     def create() -> dict[str, Any]:
         request = training_job_request(spec, manifest, settings.stack, run.run_id, spot=use_spot,
-                                       max_wait_seconds=max_wait_seconds, image=image)
+                                       release=release, max_wait_seconds=max_wait_seconds,
+                                       image=image)
+        upload_release(release, stores.models)
         sagemaker.create_training_job(**request)
         return request
 
-    request = launch_or_fail(run, stores, create, what="create_training_job")
+    request = launch_or_fail(run, create, what="create_training_job")
     run.heartbeat(job_id=request["TrainingJobName"])
     logs.event(log, "training job created", run_id=run.run_id, job=request["TrainingJobName"])
     return run.run_id

@@ -15,6 +15,7 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     evaluate,
     models,
     plugins,
+    release,
     runs,
     serve,
     train,

@@ -39,6 +39,20 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def show_plan(spec, settings, stores) -> None:
+    """Print what `stnlp train JOB --backend ec2` would launch, creating nothing."""
+    from stnlp.runtime.backends.ec2 import train_ec2
+
+    plan = train_ec2(spec, settings, stores=stores, dry_run=True)
+    shown = {k: v for k, v in plan.request.items() if k != "UserData"}
+    click.echo(json.dumps(shown, indent=1))
+    size = sum(item.size for item in plan.release.files)
+    click.echo(f"user data: {plan.user_data_bytes} bytes (EC2 accepts 16384)")
+    click.echo(f"release: {len(plan.release.wheels)} wheel(s), {plan.release.pins} locked "
+               f"dependencies, {size / 1e6:.1f} MB")
+    click.echo(plan.cost.line())
+
+
 @cli.command("train")
 @click.argument("job")
 @click.option(
@@ -51,6 +65,8 @@ def _interrupt_on_sigterm() -> None:
 @click.option("--preset", default=None, help="A preset of the job (e.g. tiny).")
 @stack_option
 @click.option("--wait", is_flag=True, help="ec2/sagemaker: follow the run until it ends.")
+@click.option("--dry-run", is_flag=True,
+              help="ec2: print the launch request, user data size and cost; launch nothing.")
 @click.option(
     "--set",
     "pairs",
@@ -65,6 +81,7 @@ def train_command(
     backend: str,
     preset: str | None,
     wait: bool,
+    dry_run: bool,
     pairs: tuple[str, ...],
 ) -> None:
     """Train JOB through the run state machine and publish its model."""
@@ -76,6 +93,11 @@ def train_command(
     overrides = parse_overrides(pairs, dict(spec.hyperparameters), job)
     settings = session.settings
     stores = open_stores(settings)
+    if dry_run:
+        if backend != "ec2":
+            raise UserError("--dry-run is for --backend ec2")
+        show_plan(spec, settings, stores)
+        return
     if backend in CLOUD_BACKENDS:
         launch(backend, spec, settings, stores, wait=wait, preset=preset, overrides=overrides)
         return

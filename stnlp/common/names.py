@@ -24,8 +24,16 @@ EXPIRE_TAG = "stnlp-expire"
 METRIC_NAMESPACE = "STNLP"
 METRIC_ELAPSED = "ElapsedMinutes"
 
-# Prefix in the models bucket holding wheels of this package that instances install first.
+# Prefix in the models bucket holding what a launch ships to its instances, content-addressed:
+# ``packages/sha256/<digest>/<file name>`` (the project's wheel, plugin wheels, the lock).
 PACKAGES_PREFIX = "packages/"
+# Prefix in the models bucket caching hub models once per stack: ``hub/<owner>--<name>/...``.
+HUB_PREFIX = "hub/"
+
+
+def package_key(digest: str, filename: str) -> str:
+    """Where a shipped file lives in the models bucket, by the sha256 of its content."""
+    return f"{PACKAGES_PREFIX}sha256/{digest}/{filename}"
 
 
 def bucket_name(stack: str, kind: str, account_id: str) -> str:

@@ -8,7 +8,8 @@ key                    environment variable            meaning
 =====================  ==============================  ===========================================
 store                  STNLP_STORE                     local store directory, or ``s3`` for AWS
 stack                  STNLP_STACK                     stack name (``local`` for the embedded one)
-region                 STNLP_REGION / AWS_REGION       AWS region for the S3 store and backends
+region                 STNLP_REGION / AWS_REGION /     AWS region for the S3 store and backends
+                       AWS_DEFAULT_REGION
 endpoint_url           STNLP_ENDPOINT_URL              AWS endpoint override (moto, LocalStack)
 disabled_plugins       STNLP_DISABLED_PLUGINS          comma-separated plugin names not to load
 models.<component>     STNLP_MODEL_<COMPONENT>         hub model id per component (``-`` -> ``_``)
@@ -90,6 +91,8 @@ def _from_env(env: dict[str, str], models: dict[str, str]) -> dict[str, Any]:
             values[key] = env[f"STNLP_{key.upper()}"]
     if "region" not in values and "AWS_REGION" in env:
         values["region"] = env["AWS_REGION"]
+    if "region" not in values and "AWS_DEFAULT_REGION" in env:  # what the AWS CLI reads
+        values["region"] = env["AWS_DEFAULT_REGION"]
     if "STNLP_DISABLED_PLUGINS" in env:
         names = env["STNLP_DISABLED_PLUGINS"].split(",")
         values["disabled_plugins"] = tuple(n.strip() for n in names if n.strip())

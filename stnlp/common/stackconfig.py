@@ -107,12 +107,47 @@ KEYS: tuple[ConfigKey, ...] = (
         "Days after which noncurrent object versions move to STANDARD_IA (at least 30).",
     ),
     ConfigKey(
-        "gpuAmiName",
+        "gpuAmiParameter",
         "string",
-        "Deep Learning OSS Nvidia Driver AMI GPU PyTorch * (Ubuntu 22.04) *",
-        "Name filter of the GPU deep-learning AMI for training (newest match is used).",
+        "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/"
+        "latest/ami-id",
+        "Public SSM parameter naming the GPU deep-learning AMI for training (its current id "
+        "is used at each `pulumi up`).",
     ),
-    ConfigKey("amiOwner", "string", "amazon", "Owner of the GPU AMI."),
+    ConfigKey(
+        "gpuAmiId",
+        "string",
+        "",
+        "A pinned training AMI id (ami-...); when set, gpuAmiParameter is not read.",
+    ),
+    ConfigKey(
+        "amiPython",
+        "string",
+        "3.12",
+        "Python version (major.minor) of the training AMI's PyTorch environment; the "
+        "dependency lock is resolved for it.",
+    ),
+    ConfigKey(
+        "amiPackages",
+        "array",
+        ["torch", "torchvision", "torchaudio", "triton", "nvidia-*"],
+        "Distributions the training AMI provides (its CUDA build of torch); they are reused, "
+        "never locked or reinstalled.",
+    ),
+    ConfigKey(
+        "hubTokenParameter",
+        "string",
+        "",
+        "SSM SecureString holding a Hugging Face token for gated hub models (e.g. "
+        "/stnlp/dev/hf-token); empty: public models only.",
+    ),
+    ConfigKey(
+        "alarmEmail",
+        "string",
+        "",
+        "E-mail address the overrun alarms notify (an SNS subscription to confirm); empty: "
+        "the alarms notify the stack's SNS topic only.",
+    ),
     ConfigKey(
         "interfaceHost",
         "boolean",
@@ -146,8 +181,12 @@ class StackConfig:
     log_expiration_days: int
     checkpoint_expiration_days: int
     noncurrent_transition_days: int
-    gpu_ami_name: str
-    ami_owner: str
+    gpu_ami_parameter: str
+    gpu_ami_id: str
+    ami_python: str
+    ami_packages: tuple[str, ...]
+    hub_token_parameter: str
+    alarm_email: str
     interface_host: bool
     interface_instance_type: str
     interface_port: int
@@ -182,7 +221,7 @@ def _parse(key: ConfigKey, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
         return tuple(value)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or (not value and key.default != ""):
         raise bad("a non-empty string")
     return value
 
@@ -218,6 +257,14 @@ def _validate(config: StackConfig, where: str) -> StackConfig:
     for name in ("log_expiration_days", "checkpoint_expiration_days"):
         if getattr(config, name) < 1:
             raise UserError(f"{where}: config {name} must be at least 1 day")
+    if config.gpu_ami_id and not re.fullmatch(r"ami-[0-9a-f]{8,17}", config.gpu_ami_id):
+        raise UserError(f"{where}: config gpuAmiId {config.gpu_ami_id!r} is not an AMI id")
+    if not re.fullmatch(r"3\.\d{1,2}", config.ami_python):
+        raise UserError(f"{where}: config amiPython {config.ami_python!r} must look like 3.12")
+    for name, value in (("gpuAmiParameter", config.gpu_ami_parameter),
+                        ("hubTokenParameter", config.hub_token_parameter)):
+        if value and not value.startswith("/"):
+            raise UserError(f"{where}: config {name} {value!r} must be an SSM name starting '/'")
     if not 1 <= config.interface_port <= 65535:
         raise UserError(f"{where}: config interfacePort {config.interface_port} is not a port")
     return config
@@ -238,7 +285,8 @@ def config_from_values(
         key.field: _parse(key, values[key.name], where) if key.name in values else key.default
         for key in KEYS
     }
-    fields["interface_cidrs"] = tuple(fields["interface_cidrs"])
+    for name in ("interface_cidrs", "ami_packages"):
+        fields[name] = tuple(fields[name])
     return _validate(StackConfig(stack=stack, region=region or DEFAULT_REGION, **fields), where)
 
 
@@ -273,7 +321,15 @@ def config_from_stack_file(path: Path) -> StackConfig:
 
 
 INTERFACE_ROOT_GB = 20
-"""Root volume of the interface host, in GB."""
+"""Root volume of the interface host, in GB (at least its AMI's snapshot)."""
+WORK_HEADROOM_GB = 30
+"""Space a training root volume keeps beyond its AMI's snapshot (models, data, venv)."""
+
+
+def root_volume_gb(wanted_gb: int, snapshot_gb: int, headroom_gb: int = WORK_HEADROOM_GB) -> int:
+    """A root volume size EC2 accepts: ``wanted_gb`` unless the AMI's snapshot (plus
+    ``headroom_gb`` of work space) needs more; RunInstances rejects a volume below its snapshot."""
+    return max(int(wanted_gb), int(snapshot_gb) + int(headroom_gb))
 
 
 def uses_spot(config: StackConfig, job: Any) -> bool:

@@ -2,8 +2,6 @@
 
 import json
 
-import gradio as gr
-
 import stnlp
 
 
@@ -56,6 +54,8 @@ def stnlp_gradio_tabs(settings):
     """A tab asking the model for a speaker's typical line length."""
 
     def build(app):
+        import gradio as gr  # here, not at import: training machines load the plugin too
+
         speaker = gr.Textbox(label="Speaker")
         answer = gr.Textbox(label="Typical line length")
         speaker.submit(lambda s: _predict(app, s), speaker, answer)

@@ -1,0 +1,309 @@
+"""AWS's rules, applied to the calls the code makes, since moto does not enforce them.
+
+:func:`requirements` turns one recorded call (tests/recorder/sitecustomize.py) into what AWS
+authorizes for it, from AWS's documentation: the IAM actions, the resource ARNs and the request
+context (``s3:prefix``, ``cloudwatch:namespace``, ``aws:ResourceTag/...``,
+``iam:PassedToService``, ``ec2:CreateAction``), including the actions AWS adds (a PutObject
+with a tag set also needs ``s3:PutObjectTagging``; a GET or HEAD of a missing key answers 404
+only with ``s3:ListBucket``, else 403; RunInstances passes the profile's role). :func:`decide`
+evaluates a policy's statements the way IAM does: an explicit Deny wins, else an Allow whose
+action, resource and every condition match, else an implicit deny. Wildcards ``*`` and ``?``
+match in actions (case-insensitively) and resources; a condition on a key the request does not
+carry fails, except for the negated operators and ``...IfExists``.
+
+:func:`run_instances_problems` and :func:`training_job_problems` check the requests against
+rules moto skips.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Need:
+    """One authorization AWS makes for a call."""
+
+    action: str
+    resource: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _condition_holds(operator: str, key: str, wanted: Any, context: Mapping[str, Any]) -> bool:
+    present = {k.lower(): v for k, v in context.items()}
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    if key.lower() not in present:
+        return if_exists or base.startswith(("StringNot", "ArnNot"))
+    values = [str(v) for v in _listed(present[key.lower()])]
+    wanted = [str(w) for w in _listed(wanted)]
+    match = {
+        "StringEquals": lambda v, w: v == w,
+        "StringEqualsIgnoreCase": lambda v, w: v.lower() == w.lower(),
+        "StringLike": fnmatchcase,
+        "ArnEquals": lambda v, w: v == w,
+        "ArnLike": fnmatchcase,
+        "Bool": lambda v, w: v.lower() == w.lower(),
+        "StringNotEquals": lambda v, w: v == w,
+        "StringNotLike": fnmatchcase,
+        "ArnNotEquals": lambda v, w: v == w,
+        "ArnNotLike": fnmatchcase,
+    }
+    if base not in match:
+        raise AssertionError(f"condition operator {operator} is not modelled here")
+    hit = any(match[base](v, w) for v in values for w in wanted)
+    return not hit if base.startswith(("StringNot", "ArnNot")) else hit
+
+
+def _statement_matches(statement: Mapping[str, Any], need: Need) -> bool:
+    action = need.action.lower()
+    if "NotAction" in statement:
+        if any(fnmatchcase(action, a.lower()) for a in _listed(statement["NotAction"])):
+            return False
+    elif not any(fnmatchcase(action, a.lower()) for a in _listed(statement["Action"])):
+        return False
+    if "NotResource" in statement:
+        if any(fnmatchcase(need.resource, r) for r in _listed(statement["NotResource"])):
+            return False
+    elif not any(fnmatchcase(need.resource, r) for r in _listed(statement.get("Resource"))):
+        return False
+    for operator, pairs in (statement.get("Condition") or {}).items():
+        for key, wanted in pairs.items():
+            if not _condition_holds(operator, key, wanted, need.context):
+                return False
+    return True
+
+
+def decide(statements: Sequence[Mapping[str, Any]], need: Need) -> str:
+    """``"allow"``, ``"deny"`` (explicit) or ``"implicit-deny"`` for ``need``."""
+    matching = [s for s in statements if _statement_matches(s, need)]
+    if any(s["Effect"] == "Deny" for s in matching):
+        return "deny"
+    return "allow" if any(s["Effect"] == "Allow" for s in matching) else "implicit-deny"
+
+
+# -- what AWS authorizes for each call ----------------------------------------------------------
+
+
+def _s3_object(params) -> str:
+    return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+
+
+def _s3_get(call) -> list[Need]:
+    needs = [Need("s3:GetObject", _s3_object(call["params"]))]
+    if call.get("status") == 404:  # a 404 (not a 403) needs s3:ListBucket on the bucket
+        needs.append(Need("s3:ListBucket", f"arn:aws:s3:::{call['params']['Bucket']}"))
+    return needs
+
+
+def _s3_put(call) -> list[Need]:
+    needs = [Need("s3:PutObject", _s3_object(call["params"]))]
+    if call["params"].get("Tagging"):
+        needs.append(Need("s3:PutObjectTagging", _s3_object(call["params"])))
+    return needs
+
+
+def _ec2(kind: str, ident: str) -> str:
+    return f"arn:aws:ec2:{REGION}:{ACCOUNT}:{kind}/{ident}"
+
+
+RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any], list[Need]]] = {
+    ("s3", "GetObject"): lambda c, _: _s3_get(c),
+    ("s3", "HeadObject"): lambda c, _: _s3_get(c),
+    ("s3", "PutObject"): lambda c, _: _s3_put(c),
+    ("s3", "CreateMultipartUpload"): lambda c, _: _s3_put(c),
+    ("s3", "UploadPart"): lambda c, _: [Need("s3:PutObject", _s3_object(c["params"]))],
+    ("s3", "CompleteMultipartUpload"): lambda c, _: [Need("s3:PutObject",
+                                                          _s3_object(c["params"]))],
+    ("s3", "DeleteObject"): lambda c, _: [Need("s3:DeleteObject", _s3_object(c["params"]))],
+    ("s3", "ListObjectsV2"): lambda c, _: [Need(
+        "s3:ListBucket", f"arn:aws:s3:::{c['params']['Bucket']}",
+        {"s3:prefix": c["params"].get("Prefix", "")})],
+    ("ssm", "GetParameter"): lambda c, _: [Need(
+        "ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{c['params']['Name']}")],
+    ("logs", "CreateLogStream"): lambda c, _: [Need("logs:CreateLogStream", (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{c['params']['logGroupName']}:"
+        f"log-stream:{c['params']['logStreamName']}"))],
+    ("logs", "PutLogEvents"): lambda c, _: [Need("logs:PutLogEvents", (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{c['params']['logGroupName']}:"
+        f"log-stream:{c['params']['logStreamName']}"))],
+    ("cloudwatch", "PutMetricData"): lambda c, _: [Need(
+        "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": c["params"]["Namespace"]})],
+    ("ec2", "DescribeInstances"): lambda c, _: [Need("ec2:DescribeInstances", "*")],
+    ("ec2", "DescribeSubnets"): lambda c, _: [Need("ec2:DescribeSubnets", "*")],
+    ("ec2", "DescribeInstanceTypes"): lambda c, _: [Need("ec2:DescribeInstanceTypes", "*")],
+    ("ec2", "DescribeInstanceTypeOfferings"): lambda c, _: [
+        Need("ec2:DescribeInstanceTypeOfferings", "*")],
+    ("service-quotas", "GetServiceQuota"): lambda c, _: [
+        Need("servicequotas:GetServiceQuota", "*")],
+}
+
+
+def _terminate(call, aws) -> list[Need]:
+    needs = []
+    for instance_id in call["params"]["InstanceIds"]:
+        tags = aws.instance_tags(instance_id)
+        context = {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+        needs.append(Need("ec2:TerminateInstances", _ec2("instance", instance_id), context))
+    return needs
+
+
+def _run_instances(call, aws) -> list[Need]:
+    params = call["params"]
+    template = params["LaunchTemplate"]["LaunchTemplateId"]
+    data = aws.template_data(template)
+    needs = [Need("ec2:RunInstances", _ec2(kind, ident)) for kind, ident in (
+        ("instance", "*"), ("volume", "*"), ("network-interface", "*"),
+        ("launch-template", template), ("subnet", params.get("SubnetId", "default")),
+        *(("security-group", g) for g in data.get("SecurityGroupIds", [])))]
+    needs.append(Need("ec2:RunInstances", f"arn:aws:ec2:{REGION}::image/{data['ImageId']}"))
+    if params.get("TagSpecifications"):
+        needs += [Need("ec2:CreateTags", _ec2(kind, "*"), {"ec2:CreateAction": "RunInstances"})
+                  for kind in ("instance", "volume")]
+    profile = (data.get("IamInstanceProfile") or {}).get("Arn")
+    if profile:
+        role = aws.profile_role(profile)
+        needs.append(Need("iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"}))
+    return needs
+
+
+def _training_job(call, aws) -> list[Need]:
+    params = call["params"]
+    job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{params['TrainingJobName']}"
+    needs = [Need("sagemaker:CreateTrainingJob", job),
+             Need("iam:PassRole", params["RoleArn"],
+                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
+    if params.get("Tags"):
+        needs.append(Need("sagemaker:AddTags", job))
+    return needs
+
+
+RULES[("ec2", "TerminateInstances")] = _terminate
+RULES[("ec2", "RunInstances")] = _run_instances
+RULES[("sagemaker", "CreateTrainingJob")] = _training_job
+for _op in ("DescribeTrainingJob", "StopTrainingJob"):
+    RULES[("sagemaker", _op)] = lambda c, _, op=_op: [Need(
+        f"sagemaker:{op}",
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{c['params']['TrainingJobName']}")]
+
+
+def requirements(call: dict[str, Any], aws: Any) -> list[Need]:
+    """What AWS authorizes for one recorded call; an unmodelled call fails the test."""
+    if call["params"].get("DryRun"):
+        call = {**call, "params": {k: v for k, v in call["params"].items() if k != "DryRun"}}
+    rule = RULES.get((call["service"], call["operation"]))
+    if rule is None:
+        raise AssertionError(f"no AWS rule for {call['service']}:{call['operation']}; add one")
+    return rule(call, aws)
+
+
+def read_calls(path: Path) -> list[dict[str, Any]]:
+    """The calls a recorder wrote (one JSON object a line)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def denials(calls: Sequence[dict[str, Any]], policies: Mapping[str, Sequence[Mapping]],
+            aws: Any) -> list[str]:  # fmt: skip
+    """One line per authorization a call would be refused, under its principal's policy."""
+    found = []
+    for call in calls:
+        statements = policies[call["principal"]]
+        for need in requirements(call, aws):
+            verdict = decide(statements, need)
+            if verdict != "allow":
+                found.append(f"{call['principal']}: {call['service']}:{call['operation']} needs "
+                             f"{need.action} on {need.resource} {dict(need.context)}: {verdict}")
+    return found
+
+
+# -- request rules moto does not apply ---------------------------------------------------------
+
+
+def run_instances_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
+    """What real EC2 would refuse, or the stack config forbids, in a RunInstances request."""
+    problems = []
+    data = aws.template_data(params["LaunchTemplate"]["LaunchTemplateId"])
+    subnet = params.get("SubnetId")
+    if not subnet:
+        problems.append("no SubnetId: EC2 picks the default VPC, not the stack's")
+    else:
+        vpc = aws.subnet_vpc(subnet)
+        for group in data.get("SecurityGroupIds", []):
+            if aws.group_vpc(group) != vpc:
+                problems.append(f"security group {group} is not in subnet {subnet}'s VPC {vpc}")
+    snapshot = aws.image_snapshot_gb(data["ImageId"])
+    for mapping in data.get("BlockDeviceMappings", []):
+        size = (mapping.get("Ebs") or {}).get("VolumeSize")
+        if size is not None and size < snapshot:
+            problems.append(f"root volume {size} GB is smaller than the AMI's {snapshot} GB "
+                            "snapshot")
+    user_data = params.get("UserData", "")
+    if len(user_data.encode()) > 16384:
+        problems.append(f"user data is {len(user_data.encode())} bytes; EC2 accepts 16384")
+    if params.get("InstanceMarketOptions", {}).get("MarketType") == "spot" and not stack_spot:
+        problems.append("spot market options on a stack whose config says spot: false")
+    return problems
+
+
+def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
+    """What SageMaker would refuse, or the stack config forbids, in a CreateTrainingJob."""
+    problems = []
+    vpc = params.get("VpcConfig")
+    if vpc:
+        vpcs = {aws.subnet_vpc(s) for s in vpc["Subnets"]}
+        vpcs |= {aws.group_vpc(g) for g in vpc["SecurityGroupIds"]}
+        if len(vpcs) != 1:
+            problems.append(f"VpcConfig spans VPCs {sorted(vpcs)}")
+    stopping = params["StoppingCondition"]
+    if params.get("EnableManagedSpotTraining"):
+        if not stack_spot:
+            problems.append("managed spot on a stack whose config says spot: false")
+        if stopping.get("MaxWaitTimeInSeconds", 0) < stopping["MaxRuntimeInSeconds"]:
+            problems.append("MaxWaitTimeInSeconds is below MaxRuntimeInSeconds")
+    return problems
+
+
+class MotoFacts:
+    """What the rules look up in the account (on moto): templates, tags, VPCs, snapshots."""
+
+    def __init__(self, ec2: Any, profiles: Mapping[str, str]):
+        self.ec2 = ec2
+        self.profiles = profiles
+
+    def template_data(self, template_id: str) -> dict[str, Any]:
+        versions = self.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)
+        return versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+
+    def instance_tags(self, instance_id: str) -> dict[str, str]:
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        tags = reservations[0]["Instances"][0].get("Tags", [])
+        return {t["Key"]: t["Value"] for t in tags}
+
+    def profile_role(self, profile_arn: str) -> str:
+        return self.profiles[profile_arn]
+
+    def subnet_vpc(self, subnet: str) -> str:
+        return self.ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+
+    def group_vpc(self, group: str) -> str:
+        return self.ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["VpcId"]
+
+    def image_snapshot_gb(self, image: str) -> int:
+        found = self.ec2.describe_images(ImageIds=[image])["Images"][0]
+        return max(m["Ebs"]["VolumeSize"] for m in found["BlockDeviceMappings"] if "Ebs" in m)
