@@ -47,8 +47,10 @@ def loaded(stores, tmp_path):
     rows += [f"Dustin,Line number {i} with some words" for i in range(30)]
     (folder / "S01E01.csv").write_text("\n".join(rows) + "\n")
     first = upload_path(tmp_path / "sample", stores.datasets, progress=False)
-    assert first.uploaded == ["raw/transcripts/S01E01.csv"]
-    assert upload_path(tmp_path / "sample", stores.datasets, progress=False).uploaded == []
+    version = first.versions["transcripts"]
+    assert first.uploaded == [f"raw/transcripts/{version}/S01E01.csv"]
+    again = upload_path(tmp_path / "sample", stores.datasets, progress=False)
+    assert again.uploaded == [] and again.unchanged == ["transcripts"]
     return stores
 
 

@@ -85,7 +85,7 @@ def train_command(
     )
     record = load_run(stores, settings.stack, run_id).record
     click.echo(f"run {run_id}: {record['result']}")
-    if record.get("model_version"):
+    if record["result"] == "succeeded" and record.get("model_version"):
         click.echo(f"published {spec.output_model} {record['model_version']}")
     if record["result"] != "succeeded":
         raise UserError(f"run {run_id} {record['result']}: {record.get('error')}")
