@@ -138,14 +138,16 @@ class DatasetStore:
             manifest, _ = read_json(self.store, key)
         except NotFoundError:
             known = ", ".join(self.versions(name)[-5:]) or "none"
-            raise UserError(f"dataset {name!r} has no version {version!r} (latest: {known})")
+            raise UserError(
+                f"dataset {name!r} has no version {version!r} (latest: {known})"
+            ) from None
         if not isinstance(manifest, dict):
             raise DamagedObjectError(f"{what}: {MANIFEST} is not a JSON object")
         for entry in check_entries(manifest.get("files"), what):
             stored = entry.get("key")
             inside = f"{self.prefix(name)}/"
             if not isinstance(stored, str) or not stored.startswith(inside):
-                raise DamagedObjectError(f"{what}: entry {entry['path']!r} has a key outside {inside}")
+                raise DamagedObjectError(f"{what}: {entry['path']!r} has a key outside {inside}")
             confined_path(Path("/"), stored, f"{what}: key")
         return manifest
 
@@ -243,13 +245,9 @@ class DatasetStore:
             return Fetched(name, None, len(keys))
         manifest = self.manifest(name, version)
         what = f"dataset {name!r} version {version}"
-
-        def damaged(why: str) -> DamagedObjectError:
-            return DamagedObjectError(f"{what} {why}" if why.startswith("is ") else f"{what}: {why}")
-
         fetch_entries(self.store, manifest["files"], dest, lambda e: e["key"], what,
-                      lambda path: damaged(f"is incomplete: {path} is missing"))  # fmt: skip
-        verify_entries(manifest["files"], dest, what, damaged)
+                      DamagedObjectError)  # fmt: skip
+        verify_entries(manifest["files"], dest, what, DamagedObjectError)
         wanted = {confined_path(dest, e["path"], what) for e in manifest["files"]}
         for path in [p for p in dest.rglob("*") if p.is_file() and p not in wanted]:
             path.unlink()
@@ -259,8 +257,9 @@ class DatasetStore:
 def dataset_folder(settings, name: str) -> Path | None:
     """A verified local copy of dataset ``name``'s current version, or ``None`` (logged).
 
-    The local store's version folder is used in place when it holds every file itself;
-    otherwise (S3, or a version reusing earlier objects) it is copied into a cache folder.
+    The local store's version folder is used in place when it holds every file itself (and an
+    unversioned local dataset is its own folder); otherwise (S3, or a version reusing earlier
+    objects) it is copied into a cache folder.
     """
     from stnlp.runtime.registry import cache_dir
     from stnlp.runtime.store import open_stores
@@ -269,13 +268,16 @@ def dataset_folder(settings, name: str) -> Path | None:
         datasets = DatasetStore(open_stores(settings).datasets)
         dest = cache_dir(settings).parent / "datasets" / check_dataset(name)
         version = datasets.latest(name)
+        if isinstance(datasets.store, LocalStore) and version is None:
+            legacy = datasets.store.path(datasets.prefix(name))
+            return legacy if datasets.legacy_keys(name) else None
         if version is not None and isinstance(datasets.store, LocalStore):
             folder = f"{datasets.prefix(name)}/{version}/"
             files = datasets.manifest(name, version)["files"]
             if all(entry["key"].startswith(folder) for entry in files):
                 in_place = datasets.store.path(folder.rstrip("/"))
                 verify_entries(files, in_place, f"dataset {name!r} version {version}",
-                               lambda why: DamagedObjectError(f"dataset {name!r}: {why}"))
+                               DamagedObjectError)  # fmt: skip
                 return in_place
         datasets.fetch(name, dest, version)
     except UserError as exc:

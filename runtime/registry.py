@@ -226,13 +226,9 @@ class ModelRegistry:
 
     def verify_local(self, model: str, version: str, folder: Path, manifest: dict) -> None:
         """Check every manifest file exists in ``folder`` with its sha256 and size."""
-        what = f"model {model!r} version {version}"
-
-        def corrupt(why: str) -> CorruptModelError:
-            return CorruptModelError(f"{what} {why}" if why.startswith("is ") else f"{what}: {why}")
-
         try:
-            verify_entries(manifest["files"], folder, what, corrupt)
+            verify_entries(manifest["files"], folder, f"model {model!r} version {version}",
+                           CorruptModelError)  # fmt: skip
         except DamagedObjectError as exc:  # a path that leaves the folder
             raise CorruptModelError(str(exc)) from None
 
@@ -255,11 +251,8 @@ class ModelRegistry:
         else:
             folder = Path(dest) if dest else Path(tempfile.mkdtemp(prefix=f"stnlp-{model}-"))
             try:
-                fetch_entries(
-                    self.store, manifest["files"], folder,
-                    lambda entry: f"{prefix}/{entry['path']}", what,
-                    lambda name: CorruptModelError(f"{what} is incomplete: {name} is missing"),
-                )  # fmt: skip
+                fetch_entries(self.store, manifest["files"], folder,
+                              lambda entry: f"{prefix}/{entry['path']}", what, CorruptModelError)
             except DamagedObjectError as exc:
                 raise CorruptModelError(str(exc)) from None
         self.verify_local(model, version, folder, manifest)

@@ -451,9 +451,11 @@ class Run:
                 change(record)
                 record["updated"] = now()
                 record["writes"] = [*record.get("writes", [])[-(WRITE_HISTORY - 1) :], token]
+                key = f"{self.prefix}/state.json"
                 try:
-                    key = f"{self.prefix}/state.json"
-                    self._etag = self.stores.results.put(key, encode_json(record), if_match=self._etag)
+                    self._etag = self.stores.results.put(
+                        key, encode_json(record), if_match=self._etag
+                    )
                 except ConflictError:
                     self.reload()
                     if token in self.record["writes"]:
@@ -565,10 +567,10 @@ class Run:
 
     def _retract(self, reason: str) -> None:
         model, version = self.record.get("model"), self.record.get("model_version")
-        if isinstance(model, str) and isinstance(version, str):
-            if self._registry().retract(model, version, reason):
-                logs.event(log, "published version retracted", logging.WARNING,
-                           run_id=self.run_id, model=model, version=version)  # fmt: skip
+        claimed = isinstance(model, str) and isinstance(version, str)
+        if claimed and self._registry().retract(model, version, reason):
+            logs.event(log, "published version retracted", logging.WARNING,
+                       run_id=self.run_id, model=model, version=version)  # fmt: skip
 
     def upload_logs(self, local_log: Path) -> None:
         """Upload a log file to ``logs/<name>``; call it as often as needed while running."""

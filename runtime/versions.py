@@ -217,12 +217,12 @@ def fetch_entries(
     folder: Path,
     key_of: Callable[[dict[str, Any]], str],
     what: str,
-    incomplete: Callable[[str], Exception],
+    error: Callable[[str], Exception],
 ) -> None:
     """Download each manifest entry into ``folder`` (confined), skipping verified copies.
 
-    ``key_of(entry)`` is the store key holding the entry; ``incomplete(path)`` the error for
-    an entry missing from the store.
+    ``key_of(entry)`` is the store key holding the entry; ``error(message)`` the error for an
+    entry missing from the store.
     """
     for entry in entries:
         target = confined_path(folder, entry["path"], f"{what}: file")
@@ -231,7 +231,7 @@ def fetch_entries(
         try:
             store.download_file(key_of(entry), target)
         except NotFoundError as exc:
-            raise incomplete(entry["path"]) from exc
+            raise error(f"{what} is incomplete: {entry['path']} is missing") from exc
 
 
 def verify_entries(
@@ -240,15 +240,16 @@ def verify_entries(
     what: str,
     error: Callable[[str], Exception],
 ) -> None:
-    """Check every entry exists in ``folder`` with its sha256; ``error(why)`` when one fails."""
+    """Check every entry exists in ``folder`` with its sha256; ``error(message)`` when one
+    fails, the message naming ``what`` and the file."""
     for entry in entries:
         name = entry["path"]
         path = confined_path(folder, name, f"{what}: file")
         if not path.is_file():
-            raise error(f"is incomplete: {name} is missing")
+            raise error(f"{what} is incomplete: {name} is missing")
         digest = file_digest(path)
         if digest != entry["sha256"]:
             raise error(
-                f"{name} fails its checksum (sha256 {digest[:12]}..., "
+                f"{what}: {name} fails its checksum (sha256 {digest[:12]}..., "
                 f"manifest says {entry['sha256'][:12]}...)"
             )

@@ -139,7 +139,8 @@ def reap_work_dirs(root: Path | None = None) -> list[Path]:
     removed = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         try:
-            owners = [ProcessRef.from_record(o) for o in json.loads((folder / OWNER_FILE).read_text())]
+            stored = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+            owners = [ProcessRef.from_record(owner) for owner in stored]
         except (OSError, ValueError, TypeError):
             with contextlib.suppress(OSError):
                 if time.time() - folder.stat().st_mtime < STALE_AFTER_SECONDS:
