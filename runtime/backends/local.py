@@ -43,7 +43,13 @@ from stnlp.runtime import logs
 from stnlp.runtime.datasets import DatasetStore
 from stnlp.runtime.procs import ProcessRef, die_with_parent
 from stnlp.runtime.registry import ModelRegistry
-from stnlp.runtime.runs import STALE_AFTER_SECONDS, FencedError, InvalidTransition, Run
+from stnlp.runtime.runs import (
+    STALE_AFTER_SECONDS,
+    FencedError,
+    InvalidTransition,
+    Run,
+    sweep_runs,
+)
 from stnlp.runtime.store import DamagedObjectError, StoreError, Stores, open_stores
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
@@ -153,6 +159,14 @@ def reap_work_dirs(root: Path | None = None) -> list[Path]:
     if removed:
         logs.event(log, "work folders removed", count=len(removed))
     return removed
+
+
+def sweep_local(stores: Stores, stack: str, stale_after: float = STALE_AFTER_SECONDS) -> list[str]:
+    """What `stnlp runs sweep` does for local runs: end those nobody carries on (stopping a
+    worker that outlived its supervisor), clear abandoned locks, remove dead work folders."""
+    done = sweep_runs(stores, stack, stale_after)
+    done += [f"removed work folder {folder}" for folder in reap_work_dirs()]
+    return done
 
 
 def _sync_data(

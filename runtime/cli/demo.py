@@ -35,11 +35,12 @@ def demo_command(
     """
     from stnlp.runtime.auth import check_bind, load_credentials
     from stnlp.runtime.demo import train_all
-    from stnlp.runtime.ui import AppContext, ServeOptions, launch
+    from stnlp.runtime.ui import AppContext, ServeOptions, check_port, launch
 
     credentials = load_credentials(session.settings)
-    if not no_serve:
-        check_bind(host, credentials)  # refuse before training, not after
+    if not no_serve:  # refuse before training, not after
+        check_bind(host, credentials)
+        check_port(host, port)
     jobs = train_all(session.settings, session.registry, data_dir, retrain=retrain)
     table = Table(title="stnlp demo models")
     for column in ("job", "model", "action", "version"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stnlp.common.errors import DataError
 from stnlp.runtime.data.corpus import LOADERS, load_corpus
 from stnlp.runtime.data.files import read_text
+from stnlp.runtime.data.jsonl import parse_line
 from stnlp.runtime.data.records import LoadResult
 
 _SUFFIXES = {".srt": "subtitles", ".csv": "transcripts"}
@@ -52,11 +52,7 @@ def _jsonl_dataset(path: Path) -> str:
         if name[:-1] in path.stem.lower():
             return name
     text, _ = read_text(path)
-    first = text.strip().splitlines()[0]
-    try:
-        keys = json.loads(first)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:1: invalid JSON ({exc.msg})") from None
+    keys = parse_line(text.strip().splitlines()[0], f"{path}:1")
     if isinstance(keys, dict):
         if "location_name" in keys:
             return "locations"
