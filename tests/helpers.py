@@ -25,3 +25,27 @@ def run_stnlp(*args: str, env: dict[str, str] | None = None, cwd=None, replace_e
     environment = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
     return subprocess.run([*STNLP, *args], capture_output=True, text=True, cwd=cwd,
                           env=environment, **kwargs)  # fmt: skip
+
+
+def run_cli(capsys, monkeypatch, settings, *args: str) -> tuple[int, str, str]:
+    """Run `stnlp ARGS` in this process against ``settings``' stores: exit code, stdout, stderr.
+
+    The settings reach the CLI as the environment variables a user would set.
+    """
+    from stnlp.runtime.cli import main
+
+    monkeypatch.delenv("STNLP_SETTINGS", raising=False)
+    env = {"STNLP_STORE": settings.store, "STNLP_STACK": settings.stack,
+           "STNLP_REGION": settings.region}  # fmt: skip
+    if settings.endpoint_url:
+        env["STNLP_ENDPOINT_URL"] = settings.endpoint_url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
