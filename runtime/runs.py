@@ -13,9 +13,10 @@ after a lost response sees that its own write landed instead of reapplying it.
 
 ``<stack>/locks/<job>.json`` is created with ``if_none_match`` so a job has at most one active
 run; it names its run, and is released only by its owner with a conditional delete. A lock is
-*abandoned* when it is damaged, when its run has ended or its record is damaged, or when it has
-named a run with no record for longer than :data:`LOCK_GRACE_SECONDS`: a new run takes an
-abandoned lock over, and `stnlp runs kill` / `runs sweep` / `doctor --repair` clear one.
+*abandoned* when it is damaged, when its run has ended or its record is damaged, or when it
+names a run with no record and the process that took it is gone from this host or it is older
+than :data:`LOCK_GRACE_SECONDS`: a new run takes an abandoned lock over, and `stnlp runs
+kill` / `runs sweep` / `doctor --repair` clear one.
 
 A run that published a model moved the model's pointer only while it held the lock in
 ``results_sync`` (see :func:`stnlp.runtime.backends.local.publish_outcome`); :meth:`Run.fail`
@@ -268,6 +269,7 @@ class JobLock:
             "acquired": now(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "owner": ProcessRef.current().to_record(),
             "token": token,
         }
         state = None
@@ -318,6 +320,9 @@ def abandoned_lock(store: ObjectStore, stack: str, state: LockState) -> str | No
     try:
         record, _ = _read_record(store, stack, holder)
     except NotFoundError:
+        owner = ProcessRef.from_record(state.body.get("owner"))
+        if owner is not None and owner.alive() is False:
+            return f"run {holder} has no record and the process that took the lock is gone"
         if state.age() > LOCK_GRACE_SECONDS:
             return f"run {holder} has no record (lock taken {state.body.get('acquired')})"
         return None
