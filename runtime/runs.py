@@ -548,9 +548,14 @@ class Run:
         self._update(change)
 
     def settle_publish(self) -> bool:
-        """After the pointer moved: True if this run may keep it, else retract it (False)."""
+        """After the pointer moved: True if this run may keep it, else retract it (False).
+
+        It may while it still holds its lock in ``results_sync``, or when whoever ended it saw
+        the pointer and recorded it ``succeeded`` (see :meth:`fail`).
+        """
         self.reload()
-        if self.state == "results_sync" and self.lock.holder() == self.run_id:
+        holding = self.state == "results_sync" and self.lock.holder() == self.run_id
+        if holding or self.record.get("result") == "succeeded":
             return True
         self._retract(f"run {self.run_id} ended ({self.state}) while publishing")
         return False

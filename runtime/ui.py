@@ -13,12 +13,10 @@ they are set), so no setting can make it serve anything else.
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import gradio as gr
 from stnlp.common.errors import UserError
 from stnlp.common.settings import Settings
 from stnlp.runtime import logs
-from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind
+from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind, check_port
 from stnlp.runtime.crash import one_line, record_internal_error
 
 log = logging.getLogger(__name__)
@@ -173,10 +171,10 @@ def page_error(where: str, exc: BaseException) -> gr.Error:
     """
     if isinstance(exc, gr.Error):
         exc.print_exception = False
-        logs.event(log, "page error", tab=where, error=one_line(str(exc), 300))
+        logs.event(log, "page error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
         return exc
     if isinstance(exc, UserError):
-        logs.event(log, "user error", tab=where, error=one_line(str(exc), 300))
+        logs.event(log, "user error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
         return gr.Error(str(exc), print_exception=False)
     ref, path = record_internal_error(exc)
     logs.event(log, "callback failed", logging.ERROR, tab=where, error=type(exc).__name__,
@@ -270,28 +268,6 @@ class ServeOptions:
     port: int = 7860
     max_file_size: str = "10mb"
     credentials: Credentials | None = None
-
-
-def check_port(host: str, port: int) -> None:
-    """Refuse, as one line naming ``--port``/``--host``, an address this process cannot bind."""
-    if not 0 < port < 65536:
-        raise UserError(f"--port {port}: expected a port number from 1 to 65535")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UserError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port} on {host} is already in use: pass --port with a "
-                                "free port, or stop what listens there") from None
-            raise UserError(
-                f"--host {host} --port {port}: cannot listen ({exc.strerror})"
-            ) from None
 
 
 def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
