@@ -270,6 +270,9 @@ class ServeOptions:
     credentials: Credentials | None = None
 
 
+_PRIVATE_DIRS: set[str] = set()
+
+
 def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
     """Point Gradio's temporary folder and examples cache at fresh private folders.
 
@@ -281,11 +284,14 @@ def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
     chosen = {}
     for name in ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE"):
         parent = env.get(name) or None
+        if parent in _PRIVATE_DIRS:  # made by an earlier launch in this process
+            continue
         try:
             chosen[name] = tempfile.mkdtemp(prefix="stnlp-gradio-", dir=parent)
         except OSError as exc:
             raise UserError(f"{name}={parent}: cannot make a private folder there "
                             f"({exc.strerror})") from None
+    _PRIVATE_DIRS.update(chosen.values())
     env.update(chosen)
     return chosen
 

@@ -77,8 +77,8 @@ def junk_store(stores, stores_settings, tmp_path):
         run_id = new_run_id(f"junk{n}")
         junk_runs[label] = run_id
         stores.results.put(f"{stack}/runs/{run_id}/state.json", body)
-    for n, body in enumerate([b"{}", b"\xff", b"[]", json.dumps({"run_id": [*junk_runs.values()][0]})
-                              .encode()]):  # fmt: skip
+    first_junk = json.dumps({"run_id": [*junk_runs.values()][0]}).encode()
+    for n, body in enumerate([b"{}", b"\xff", b"[]", first_junk]):
         stores.results.put(f"{stack}/locks/job-{n}.json", body)
     for n, body in enumerate(junk.values()):
         stores.models.put(f"models/junk-{n}/latest.json", body)
@@ -110,7 +110,7 @@ def test_every_read_command_answers_in_one_line(junk_store, capsys, monkeypatch)
         ("models", "show", "bad-manifest"), ("data", "versions", "transcripts"),
         ("data", "versions", "characters"), ("data", "versions", "subtitles"),
     ]  # fmt: skip
-    for label, run_id in junk_runs.items():
+    for run_id in junk_runs.values():
         commands += [("runs", "show", run_id), ("runs", "logs", run_id)]
     commands += [("models", "show", f"junk-{n}") for n in range(len(junk_runs))]
     tried = 0

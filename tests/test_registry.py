@@ -126,6 +126,18 @@ def test_a_tamper_that_keeps_size_and_mtime_is_caught_by_a_long_running_process(
         registry.fetch("demo")
 
 
+def test_rollback_refuses_a_corrupted_version(stores, tmp_path):
+    """Issue #13.13: rollback accepted a version whose files fail their checksums."""
+    registry = ModelRegistry(stores.models)
+    old = registry.publish("demo", _model_dir(tmp_path / "a", "x"))
+    new = registry.publish("demo", _model_dir(tmp_path / "b", "y"))
+    stores.models.delete(f"models/demo/{old}/weights.bin")
+    stores.models.put(f"models/demo/{old}/weights.bin", b"tampered")
+    with pytest.raises(CorruptModelError, match="weights.bin fails its checksum"):
+        registry.rollback("demo", old)
+    assert registry.latest("demo") == new
+
+
 def test_bad_input(stores, tmp_path):
     registry = ModelRegistry(stores.models)
     (tmp_path / "empty").mkdir()

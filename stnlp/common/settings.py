@@ -143,7 +143,9 @@ def _from_env(env: dict[str, str], models: dict[str, str]) -> dict[str, Any]:
         if name.startswith("STNLP_MODEL_"):
             component = name.removeprefix("STNLP_MODEL_").lower().replace("_", "-")
             if not component or not value.strip():
-                raise UserError(f"{name}={value!r}: expected STNLP_MODEL_<COMPONENT>=<hub model id>")
+                raise UserError(
+                    f"{name}={value!r}: expected STNLP_MODEL_<COMPONENT>=<hub model id>"
+                )
             overrides[component] = value
     if overrides:
         values["models"] = {**models, **overrides}
