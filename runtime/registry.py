@@ -181,24 +181,15 @@ class ModelRegistry:
         """Move ``latest.json`` back to its previous version if it still names ``version``."""
         return self.pointer_of(model).retract(version, reason)
 
-    def publish(
-        self,
-        model: str,
-        source_dir: Path,
-        *,
-        base_model: str | None = None,
-        run_id: str | None = None,
-        metrics: dict[str, Any] | None = None,
-    ) -> str:
+    def publish(self, model: str, source_dir: Path, **details: Any) -> str:
         """Publish every file under ``source_dir`` as a new version and make it the latest.
 
-        Returns the version id. Artifacts and manifest are written create-only; the pointer moves
-        with a conditional write, retried when another publisher moved it first.
+        ``details`` are :meth:`stage`'s (``base_model``, ``run_id``, ``metrics``). Returns the
+        version id. Artifacts and manifest are written create-only; the pointer moves with a
+        conditional write, retried when another publisher moved it first.
         """
-        version = self.stage(
-            model, source_dir, base_model=base_model, run_id=run_id, metrics=metrics
-        )
-        self.move_latest(model, version, "publish", run_id=run_id)
+        version = self.stage(model, source_dir, **details)
+        self.move_latest(model, version, "publish", run_id=details.get("run_id"))
         logs.event(log, "model published", model=model, version=version)
         return version
 

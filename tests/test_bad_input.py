@@ -30,7 +30,7 @@ from stnlp.runtime.data import (
 )
 from stnlp.runtime.data.records import LoadResult
 from stnlp.runtime.data.validate import check_files
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_main
 
 FUZZ = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -160,23 +160,10 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, capsys, monkeypatch, name
         monkeypatch.delenv(variable)
     monkeypatch.setenv("STNLP_STORE", str(tmp_path / "store"))
     monkeypatch.setenv(name, value.format(dir=tmp_path, binary=tmp_path / "binary.toml"))
-    code, out, err = _cli(capsys, "runs", "list")
+    code, out, err = run_main(capsys, "runs", "list")
     assert code == 2, (out, err)
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert name in err or (name == "STNLP_SETTINGS" and str(tmp_path) in err)
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from stnlp.runtime.cli import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_wrong_hyperparameter_type_is_refused_before_any_run_exists(tmp_path):
