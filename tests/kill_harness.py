@@ -34,7 +34,7 @@ PAUSE_AFTER = {
     "locked": (JobLock, "acquire"),
     "claimed": (Run, "claim_publish"),
     "published": (ModelRegistry, "move_latest"),
-}
+}  # classes and method names: patched only for the phase asked
 
 
 def pause_after(owner, name: str, marker: Path) -> None:

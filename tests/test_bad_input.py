@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from stnlp.common.errors import DataError, UserError
 from stnlp.common.settings import Settings, load_settings
-from stnlp.plugins.spec import PARAMETER_TYPES, JobSpec
+from stnlp.plugins.spec import JobSpec
 from stnlp.runtime.data import (
     load_any,
     load_characters,
@@ -29,7 +29,6 @@ from stnlp.runtime.data import (
     load_transcripts,
 )
 from stnlp.runtime.data.records import LoadResult
-from stnlp.runtime.data.validate import check_files
 from tests.helpers import run_cli, run_main
 
 FUZZ = settings(max_examples=40, deadline=None,
@@ -76,6 +75,8 @@ def test_any_bytes_give_records_or_a_data_error(tmp_path_factory, name, content)
         json.dumps([getattr(r, "__dict__", str(r)) for r in result.records],
                    ensure_ascii=False, default=str).encode("utf-8")  # fmt: skip
     _load_or_clear_error(load_any, path)
+    from stnlp.runtime.data.validate import check_files
+
     with contextlib.suppress(DataError):
         check_files(path)
 
@@ -115,6 +116,8 @@ def test_set_values_are_typed_or_refused_in_one_line(key, text):
     except UserError as exc:
         assert "\n" not in str(exc)
         return
+    from stnlp.plugins.spec import PARAMETER_TYPES
+
     kind = SPEC.parameter_types()[key]
     assert kind in PARAMETER_TYPES
     assert SPEC.resolved_hyperparameters(overrides={key: value})[key] == value

@@ -13,10 +13,10 @@ import json
 
 import pytest
 
+from stnlp.common.errors import UserError
 from stnlp.common.names import BUCKET_KINDS
 from stnlp.runtime.backends.local import sync_datasets
-from stnlp.runtime.datasets import DatasetStore
-from stnlp.runtime.store import DamagedObjectError, LocalStore, S3Store, Stores
+from stnlp.runtime.store import LocalStore, S3Store, Stores
 from stnlp.runtime.upload import upload_path
 from tests.conftest import new_bucket
 from tests.kill_harness import SPEC
@@ -37,7 +37,7 @@ def test_a_key_leaving_the_work_folder_is_refused_and_named(s3, tmp_path, key):
     client.put_object(Bucket=bucket, Key="raw/transcripts/S01E01.csv", Body=CSV)
     client.put_object(Bucket=bucket, Key=key, Body=b"import os  # evil")
     work = tmp_path / "work" / "data"
-    with pytest.raises(DamagedObjectError) as err:
+    with pytest.raises(UserError) as err:
         sync_datasets(SPEC, s3, work)
     assert key in str(err.value) and "refusing" in str(err.value)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -48,12 +48,14 @@ def test_checkpoint_keys_are_confined_too(s3, tmp_path):
     """The bootstrap restores checkpoints with the same sync_down."""
     client, bucket = s3.results.client, s3.results.bucket
     client.put_object(Bucket=bucket, Key="dev/runs/r1/checkpoints/../../../../escape", Body=b"x")
-    with pytest.raises(DamagedObjectError, match="escape"):
+    with pytest.raises(UserError, match="escape"):
         s3.results.sync_down("dev/runs/r1/checkpoints/", tmp_path / "ckpt")
     assert not list(tmp_path.rglob("escape"))
 
 
 def _hostile_manifest(stores, entry) -> None:
+    from stnlp.runtime.datasets import DatasetStore
+
     datasets = DatasetStore(stores.datasets)
     version = datasets.versions("transcripts")[0]
     key = f"raw/transcripts/{version}/manifest.json"
@@ -75,7 +77,7 @@ def test_a_manifest_entry_leaving_its_folders_is_refused(stores, tmp_path, entry
     (folder / "S01E01.csv").write_bytes(CSV)
     upload_path(folder, stores.datasets, progress=False)
     _hostile_manifest(stores, entry)
-    with pytest.raises(DamagedObjectError):
+    with pytest.raises(UserError):
         sync_datasets(SPEC, stores, tmp_path / "work" / "data")
     assert not list(tmp_path.rglob("escape.csv"))
 

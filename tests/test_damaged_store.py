@@ -17,7 +17,6 @@ import pytest
 
 from stnlp.common.settings import Settings
 from stnlp.plugins.manager import build_plugin_manager
-from stnlp.runtime.datasets import DatasetStore
 from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.runs import Run, new_run_id
 from stnlp.runtime.store import S3Store
@@ -84,10 +83,9 @@ def junk_store(stores, stores_settings, tmp_path):
         stores.models.put(f"models/junk-{n}/latest.json", body)
     stores.models.put("models/missing-version/latest.json",
                       json.dumps({"version": "v20260101T000000000000-abcdef"}).encode())
-    registry.stage("bad-manifest", model_dir)
-    version = registry.versions("bad-manifest")[0]
+    version = registry.publish("bad-manifest", model_dir)
+    stores.models.delete(f"models/bad-manifest/{version}/manifest.json")
     stores.models.put(f"models/bad-manifest/{version}/manifest.json", b'{"files": "nope"')
-    registry.move_latest("bad-manifest", version, "test")
     stores.datasets.put("raw/characters/latest.json", b"\x00junk")
     if on_s3:  # keys only S3 can hold, written by someone else
         for key in ("raw/subtitles/../../escape.srt", "raw/locations/"):
@@ -159,6 +157,8 @@ def test_rollback_repairs_a_damaged_pointer(junk_store, capsys, monkeypatch):
                              version)  # fmt: skip
     assert code == 0, err
     assert registry.latest("good-model") == version
+    from stnlp.runtime.datasets import DatasetStore
+
     datasets = DatasetStore(stores.datasets)
     code, out, err = run_cli(capsys, monkeypatch, settings, "data", "rollback", "transcripts",
                              datasets.versions("transcripts")[0])  # fmt: skip

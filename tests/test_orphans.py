@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from stnlp.common.settings import Settings
-from stnlp.runtime.backends.local import WORK_ROOT, sweep_local
-from stnlp.runtime.procs import ProcessRef
 from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.runs import JobLock, JobLockedError, Run, list_runs, request_kill
 from stnlp.runtime.store import open_stores
@@ -63,7 +61,10 @@ def _wait(condition, what: str, timeout: float = 90.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _training_worker(stores, stack: str) -> ProcessRef | None:
+def _training_worker(stores, stack: str):
+    """The live worker of the stack's training run, as recorded (on main: as host:pid)."""
+    from stnlp.runtime.procs import ProcessRef
+
     for record in list_runs(stores, stack):
         worker = ProcessRef.from_record(record.get("worker"))
         if record["state"] == "training" and worker and worker.alive():
@@ -123,12 +124,15 @@ def test_sigkill_of_the_supervisor_at_each_phase(phase, tmp_path, capsys, monkey
     latest = ModelRegistry(stores.models).latest("line-length")
     if phase == "locked":
         assert records == [] and "has no record" in out
+        return
     else:
         (record,) = records
         assert record["state"] == "cleanup" and record["result"] == EXPECTED[phase], record
         # the record and the pointer agree: a failed run's model never serves
         published = record["result"] == "succeeded"
         assert latest == (record["model_version"] if published else None)
+        from stnlp.runtime.backends.local import WORK_ROOT
+
         assert not [p for p in WORK_ROOT.glob(f"{record['run_id']}-*")]  # no leaked folder
     Run.start(stores, settings.stack, JOB, "local").cleanup()  # the job is free again
 
@@ -190,6 +194,8 @@ class OneWorkerPerJob(RuleBasedStateMachine):
 
     @rule()
     def sweep(self):
+        from stnlp.runtime.backends.local import sweep_local
+
         sweep_local(self.stores, self.settings.stack)
 
     @rule()
@@ -212,6 +218,8 @@ class OneWorkerPerJob(RuleBasedStateMachine):
         assert live_workers(ended) == []
 
     def teardown(self):
+        from stnlp.runtime.backends.local import sweep_local
+
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from stnlp.common.errors import DataError
 from stnlp.runtime.cli.base import cli
-from stnlp.runtime.datasets import DatasetStore
 from stnlp.runtime.store import S3Store
 from stnlp.runtime.upload import plan_upload, upload, upload_path
 from tests.cloud_stack import TRANSCRIPT, make_cloud
@@ -43,9 +42,15 @@ def dataset_root(tmp_path):
     return root
 
 
+def _datasets(stores):
+    from stnlp.runtime.datasets import DatasetStore
+
+    return DatasetStore(stores.datasets)
+
+
 def _fetched(stores, name, tmp_path) -> dict[str, bytes]:
     dest = tmp_path / "fetched" / name
-    DatasetStore(stores.datasets).fetch(name, dest)
+    _datasets(stores).fetch(name, dest)
     return {p.name: p.read_bytes() for p in dest.iterdir()}
 
 
@@ -55,7 +60,7 @@ def test_each_upload_is_a_version_with_checksums_and_unchanged_files_are_not_sen
     plan = plan_upload(dataset_root)
     assert sorted(plan.datasets) == ["locations", "transcripts"]
     report = upload(plan, stores.datasets, progress=False)
-    datasets = DatasetStore(stores.datasets)
+    datasets = _datasets(stores)
     first = report.versions["transcripts"]
     assert report.uploaded == [f"raw/locations/{report.versions['locations']}/locations.jsonl",
                                f"raw/transcripts/{first}/S01E01.csv",
@@ -115,7 +120,7 @@ def test_a_junk_file_beside_good_ones_refuses_the_upload_whole(stores, dataset_r
     report = upload_path(dataset_root, stores.datasets, progress=False, skip_bad=True)
     assert report.bad_skipped == ["locations/locations.jsonl", "transcripts/S01E01.csv"]
     assert "locations" not in report.versions  # no good file: it keeps its version
-    manifest = DatasetStore(stores.datasets).manifest("transcripts", report.versions["transcripts"])
+    manifest = _datasets(stores).manifest("transcripts", report.versions["transcripts"])
     assert [e["path"] for e in manifest["files"]] == ["S01E02.csv"]
     assert manifest["skipped"][0]["path"] == "S01E01.csv"
 

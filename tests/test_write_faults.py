@@ -18,7 +18,6 @@ import pytest
 from stnlp.common.errors import ConflictError
 from stnlp.common.names import BUCKET_KINDS
 from stnlp.runtime import runs
-from stnlp.runtime.datasets import DatasetStore
 from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.runs import JobLock, JobLockedError, Run, load_run
 from stnlp.runtime.store import LocalStore, S3Store, Stores
@@ -113,6 +112,8 @@ def test_dataset_version_and_pointer_writes_that_landed(s3, tmp_path):
     with LostResponse(client, "PutObject", count=3) as lost:  # file, manifest, pointer
         report = upload_path(folder, stores.datasets, progress=False)
     assert lost.landed == [200, 200, 200]
+    from stnlp.runtime.datasets import DatasetStore
+
     datasets = DatasetStore(stores.datasets)
     assert datasets.latest("transcripts") == report.versions["transcripts"]
     assert datasets.versions("transcripts") == [report.versions["transcripts"]]
