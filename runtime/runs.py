@@ -743,13 +743,15 @@ def is_stale(record: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -
 def abandoned_run(record: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -> str | None:
     """Why nobody is left to carry a run on, or ``None`` while someone may be.
 
-    Its supervisor (the process that recorded ``supervisor``) is gone from this host, or its
-    heartbeat is older than ``stale_after`` seconds.
+    A run whose supervisor (the process recorded as ``supervisor``) runs on this host is judged
+    by that process: gone means abandoned, alive means carried on, however slow. Any other run
+    is abandoned when its heartbeat is older than ``stale_after`` seconds.
     """
     supervisor = ProcessRef.from_record(record.get("supervisor"))
-    if supervisor is not None and supervisor.alive() is False:
+    alive = supervisor.alive() if supervisor is not None else None
+    if alive is False:
         return f"its supervisor (pid {supervisor.pid} on {supervisor.host}) is gone"
-    if is_stale(record, stale_after):
+    if alive is None and is_stale(record, stale_after):
         return f"no heartbeat since {record.get('heartbeat')}"
     return None
 

@@ -61,7 +61,10 @@ def _agree(stores, stack) -> dict:
 
 
 def _kill_stale(stores, stack):
+    """What `stnlp runs kill` on another machine does to a run that looks stale from there."""
     (record,) = [r for r in list_runs(stores, stack) if r["state"] != "cleanup"]
+    elsewhere = load_run(stores, stack, record["run_id"])
+    elsewhere._update(lambda r: r.update(supervisor={"host": "another-host", "pid": 1}))
     request_kill(stores, stack, record["run_id"], stale_after=-1)  # "no heartbeat": ended here
 
 

@@ -55,8 +55,8 @@ from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
 log = logging.getLogger(__name__)
 
-WORK_ROOT = Path(tempfile.gettempdir()) / "stnlp-work"
-"""Where local runs keep their work folders: ``<WORK_ROOT>/<run_id>/``."""
+WORK_ROOT = Path(tempfile.gettempdir()) / f"stnlp-work-{os.getuid()}"
+"""Where local runs keep their work folders (``<WORK_ROOT>/<run_id>-*/``), one root per user."""
 OWNER_FILE = "owner.json"
 LEASE_FILE = "lease"
 ENV_SUPERVISOR = "STNLP_SUPERVISOR_PID"
@@ -113,7 +113,8 @@ def train_local(
     work = new_work_dir(run.run_id)
     try:
         with run:
-            ctx = _sync_data(run, spec, stores, work, params)
+            with run.keep_alive(intervals.heartbeat):
+                ctx = _sync_data(run, spec, stores, work, params)
             outcome = _train(run, spec, ctx, work, progress, intervals)
             if outcome is not None:
                 publish_outcome(run, spec, stores, ctx, outcome, intervals.heartbeat)
@@ -124,7 +125,7 @@ def train_local(
 
 def new_work_dir(run_id: str) -> Path:
     """A fresh work folder for ``run_id`` under :data:`WORK_ROOT`, owned by this process."""
-    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    WORK_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=WORK_ROOT))
     _write_owners(work, [ProcessRef.current()])
     return work
