@@ -13,10 +13,12 @@ they are set), so no setting can make it serve anything else.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -277,8 +279,8 @@ def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
     """Point Gradio's temporary folder and examples cache at fresh private folders.
 
     A ``GRADIO_TEMP_DIR`` or ``GRADIO_EXAMPLES_CACHE`` already set only says where the fresh
-    folder is made (``GRADIO_TEMP_DIR=/`` can no longer serve the filesystem). Returns the
-    variables set.
+    folder is made (``GRADIO_TEMP_DIR=/`` can no longer serve the filesystem). The folders are
+    removed when the process exits. Returns the variables set.
     """
     env = os.environ if env is None else env
     chosen = {}
@@ -291,6 +293,8 @@ def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
         except OSError as exc:
             raise UserError(f"{name}={parent}: cannot make a private folder there "
                             f"({exc.strerror})") from None
+    for folder in chosen.values():  # uploads and cached files go when the server does
+        atexit.register(shutil.rmtree, folder, True)
     _PRIVATE_DIRS.update(chosen.values())
     env.update(chosen)
     return chosen

@@ -53,6 +53,17 @@ def test_lock_write_that_landed_counts_as_taken(s3):
     assert JobLock(stores.results, "dev", "job-a").holder() is None
 
 
+def test_lock_takeover_that_landed_counts_as_taken(s3):
+    """The conditional replace of an abandoned lock, its response lost."""
+    stores, client = s3
+    stores.results.put("dev/locks/job-a.json", b"{}")  # damaged: taken over
+    with LostResponse(client, "PutObject", key_contains="locks", header="If-Match") as lost:
+        run = Run.start(stores, "dev", "job-a", "local")
+    assert lost.landed == [200]
+    assert JobLock(stores.results, "dev", "job-a").holder() == run.run_id
+    run.cleanup()
+
+
 def test_record_create_and_update_that_landed_count_once(s3):
     """Issue #13.7: the retry failed the run: cannot go from 'training' to 'training'."""
     stores, client = s3
