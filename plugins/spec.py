@@ -6,6 +6,8 @@ Job specs are data. They are validated here once, and then drive both the Pulumi
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +50,77 @@ class SpecError(UserError):
     """A plugin contributed something invalid; the message names the plugin and the field."""
 
 
+PARAMETER_TYPES = ("int", "float", "bool", "str", "list", "dict", "json")
+"""The kinds a hyperparameter may have; ``json`` takes any JSON value."""
+_INT = re.compile(r"^[+-]?[0-9]{1,18}$")
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+
+
+def parameter_type(default: Any) -> str:
+    """The kind a hyperparameter's default value implies (``json`` for ``None``)."""
+    for kind, python in (("bool", bool), ("int", int), ("float", float), ("str", str),
+                         ("list", list | tuple), ("dict", Mapping)):  # fmt: skip
+        if isinstance(default, python):
+            return kind
+    return "json"
+
+
+def check_parameter(where: str, key: str, value: Any, kind: str) -> Any:
+    """``value`` as hyperparameter ``key`` of ``kind``; :class:`UserError` naming both if not.
+
+    An int is accepted for a float; floats must be finite.
+    """
+
+    def wrong(expected: str) -> UserError:
+        return UserError(f"{where}: {key}={value!r} is not {expected}")
+
+    if kind == "bool" and not isinstance(value, bool):
+        raise wrong("true or false")
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise wrong("an integer")
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        if not math.isfinite(value):
+            raise wrong("a finite number")
+        return float(value)
+    if kind == "str" and not isinstance(value, str):
+        raise wrong("text")
+    if kind == "list" and not isinstance(value, list | tuple):
+        raise wrong("a JSON list")
+    if kind == "dict" and not isinstance(value, Mapping):
+        raise wrong("a JSON object")
+    return value
+
+
+def parse_parameter(where: str, key: str, text: str, kind: str) -> Any:
+    """The value ``text`` (from ``--set key=text``) gives hyperparameter ``key`` of ``kind``."""
+    if kind == "int":
+        if not _INT.match(text.strip()):
+            raise UserError(f"{where}: {key}={text!r} is not an integer")
+        return int(text)
+    if kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"{where}: {key}={text!r} is not a number") from None
+        return check_parameter(where, key, value, kind)
+    if kind == "bool":
+        if text.strip().lower() not in _BOOLS:
+            raise UserError(f"{where}: {key}={text!r} is not true or false")
+        return _BOOLS[text.strip().lower()]
+    if kind == "str":
+        return json.loads(text) if re.fullmatch(r'"(?:[^"\\]|\\.)*"', text) else text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        if kind != "json":
+            raise UserError(f"{where}: {key}={text[:60]!r} is not valid JSON") from None
+        return text
+    return check_parameter(where, key, value, kind)
+
+
 @dataclass(frozen=True)
 class Component:
     """One NLP component a plugin provides (shown by `stnlp plugins` and the interface)."""
@@ -81,18 +154,41 @@ class JobSpec:
     input_datasets: tuple[str, ...] = ()
     evaluator: str | None = None
     description: str = ""
+    hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
+
+    def parameter_types(self) -> dict[str, str]:
+        """Each hyperparameter's kind: declared, else its default's."""
+        kinds = {key: parameter_type(value) for key, value in self.hyperparameters.items()}
+        kinds.update(self.hyperparameter_types)
+        return kinds
+
+    def parse_override(self, key: str, text: str) -> Any:
+        """The typed value of ``--set key=text``; :class:`UserError` naming the key and value."""
+        kinds = self.parameter_types()
+        if key not in kinds:
+            names = ", ".join(sorted(kinds)) or "none"
+            raise UserError(f"--set {key}: job {self.name!r} has no hyperparameter {key!r} "
+                            f"({names})")  # fmt: skip
+        return parse_parameter(f"--set (job {self.name!r})", key, text, kinds[key])
 
     def resolved_hyperparameters(
         self, preset: str | None = None, overrides: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Hyperparameters with a preset and then explicit overrides applied on top."""
+        """Hyperparameters with a preset and then explicit overrides applied on top.
+
+        Overrides are checked against the parameters' kinds (:class:`UserError` otherwise).
+        """
         params = dict(self.hyperparameters)
         if preset is not None:
             if preset not in self.presets:
                 known = ", ".join(sorted(self.presets)) or "none"
                 raise UserError(f"job {self.name!r} has no preset {preset!r} (known: {known})")
             params.update(self.presets[preset])
-        params.update(overrides or {})
+        kinds = self.parameter_types()
+        for key, value in (overrides or {}).items():
+            if key not in kinds:
+                raise UserError(f"job {self.name!r} has no hyperparameter {key!r}")
+            params[key] = check_parameter(f"job {self.name!r}", key, value, kinds[key])
         return params
 
 
@@ -133,6 +229,7 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
         raise fail(f"root_volume_gb must be at least 8, got {job.root_volume_gb}")
     if job.gpu_count < 0:
         raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
+    _check_parameters(job, fail)
     if job.gpu_count > 0:
         available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
         if available == 0:
@@ -145,6 +242,21 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
                 f"gpu_count asks for {job.gpu_count}"
             )
     return job
+
+
+def _check_parameters(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
+    """Declared kinds are known and every preset value fits its parameter's kind."""
+    for key, kind in job.hyperparameter_types.items():
+        if kind not in PARAMETER_TYPES:
+            raise fail(f"hyperparameter_types[{key!r}] is {kind!r}, not one of "
+                       f"{', '.join(PARAMETER_TYPES)}")  # fmt: skip
+    kinds = job.parameter_types()
+    for preset, values in job.presets.items():
+        for key, value in values.items():
+            try:
+                check_parameter(f"preset {preset!r}", key, value, kinds.get(key, "json"))
+            except UserError as exc:
+                raise fail(str(exc)) from None
 
 
 def validate_tab(plugin: str, tab: Any) -> TabSpec:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hmac
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -102,6 +104,28 @@ def check_bind(host: str, credentials: Credentials | None) -> None:
             f"--host {host} is reachable from other machines: set {ENV_USERNAME} and "
             f"{ENV_PASSWORD}, or {ENV_SSM_PARAMETER}, to require a login"
         )
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, as one line naming ``--port``/``--host``, an address this process cannot bind."""
+    if not 0 < port < 65536:
+        raise UserError(f"--port {port}: expected a port number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is already in use: pass --port with a "
+                                "free port, or stop what listens there") from None
+            raise UserError(
+                f"--host {host} --port {port}: cannot listen ({exc.strerror})"
+            ) from None
 
 
 def _basic_credentials(header: bytes) -> tuple[str, str] | None:

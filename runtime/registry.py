@@ -2,53 +2,57 @@
 
 Layout: ``models/<model>/<version>/`` holds the artifacts and ``manifest.json`` (each file with
 its sha256 and size, base model, run id, metrics, created time); ``models/<model>/latest.json``
-points at one version. Publishing writes the artifacts, then the manifest (both create-only, so a
-version is never overwritten), then moves the pointer with a conditional write, retrying when
-another publisher moved it in between. Fetching verifies every checksum.
+points at one version (see :mod:`stnlp.runtime.versions`). Publishing *stages* a version
+(artifacts, then the manifest, both create-only, so a version is never overwritten), then
+moves the pointer with a conditional write. A run publishes through a fence (see
+:func:`stnlp.runtime.backends.local.publish_outcome`): only the lock holder in
+``results_sync`` moves the pointer, and a pointer moved by a run that then failed is retracted.
+Fetching and rolling back verify every checksum.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import re
-import secrets
+import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stnlp.common.errors import ConflictError, UserError
+from stnlp.common.errors import UserError
 from stnlp.common.settings import Settings
 from stnlp.runtime import logs
-from stnlp.runtime.store import LocalStore, NotFoundError, ObjectStore, StoreError, sha256_file
+from stnlp.runtime.store import (
+    DamagedObjectError,
+    LocalStore,
+    NotFoundError,
+    ObjectStore,
+    encode_json,
+    read_json,
+    sha256_file,
+)
+from stnlp.runtime.versions import (
+    MANIFEST,
+    Pointer,
+    PointerState,
+    check_entries,
+    fetch_entries,
+    file_digest,
+    is_version,
+    new_version,
+    verify_entries,
+    versions_under,
+)
 
 log = logging.getLogger(__name__)
 
 _MODEL = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
-_VERSION = re.compile(r"^v\d{8}T\d{6}\d{6}-[0-9a-f]{6}$")
-MANIFEST = "manifest.json"
-POINTER_ATTEMPTS = 20
 
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """The sha256 of ``path``, computed once per process while its size and mtime are unchanged.
-
-    Published versions never change, so re-reading a verified model (a tab's header, then the
-    tab itself, then every request that asks for the latest version) costs a ``stat`` per file.
-    """
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(path)
-    return _DIGESTS[key]
+__all__ = ["CorruptModelError", "LocalModel", "ModelRegistry", "fetch_latest", "file_digest",
+           "new_version"]  # fmt: skip
 
 
 class CorruptModelError(UserError):
@@ -64,22 +68,10 @@ class LocalModel:
     manifest: dict[str, Any]
 
 
-def new_version() -> str:
-    """A unique version id that sorts by creation time: ``v<UTC timestamp>-<6 hex>``."""
-    return f"v{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(3)}"
-
-
 def _check_model(model: str) -> str:
-    if not _MODEL.match(model):
+    if not isinstance(model, str) or not _MODEL.match(model):
         raise UserError(f"invalid model name {model!r}: lowercase letters, digits and dashes")
     return model
-
-
-def _safe_relative(model: str, version: str, name: Any) -> str:
-    parts = str(name).split("/")
-    if not name or str(name).startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise CorruptModelError(f"model {model!r} version {version}: bad file path {name!r}")
-    return str(name)
 
 
 class ModelRegistry:
@@ -92,58 +84,61 @@ class ModelRegistry:
         base = f"models/{_check_model(model)}"
         if version is None:
             return base
-        if not _VERSION.match(version):
+        if not is_version(version):
             raise UserError(f"invalid version {version!r} for model {model!r}")
         return f"{base}/{version}"
 
     def models(self) -> list[str]:
         """Names of the models with at least one key in the store."""
-        return sorted({key.split("/")[1] for key in self.store.list("models/") if "/" in key[7:]})
+        names = {key.split("/")[1] for key in self.store.list("models/") if "/" in key[7:]}
+        return sorted(name for name in names if _MODEL.match(name))
 
     def versions(self, model: str) -> list[str]:
         """Complete versions of ``model`` (those with a manifest), oldest first."""
-        prefix = self._prefix(model) + "/"
-        found = []
-        for key in self.store.list(prefix):
-            parts = key[len(prefix) :].split("/")
-            if len(parts) == 2 and parts[1] == MANIFEST:
-                found.append(parts[0])
-        return sorted(found)
+        return versions_under(self.store, self._prefix(model))
+
+    def pointer_of(self, model: str) -> Pointer:
+        """``model``'s ``latest.json``."""
+        return Pointer(self.store, f"{self._prefix(model)}/latest.json", f"model {model!r}")
 
     def pointer(self, model: str) -> tuple[dict[str, Any] | None, str | None]:
-        """The ``latest.json`` document and its etag, or ``(None, None)``."""
-        try:
-            data, etag = self.store.get_with_etag(f"{self._prefix(model)}/latest.json")
-        except NotFoundError:
-            return None, None
-        return json.loads(data), etag
+        """The ``latest.json`` document and its etag, or ``(None, None)``.
+
+        A damaged pointer raises :class:`stnlp.runtime.store.DamagedObjectError` naming it.
+        """
+        state = self.pointer_of(model).read()
+        return state.document, state.etag
+
+    def pointer_state(self, model: str) -> PointerState:
+        """The pointer as stored, damage reported rather than raised (for `stnlp doctor`)."""
+        return self.pointer_of(model).state()
 
     def latest(self, model: str) -> str | None:
         """The version ``latest.json`` points at, or ``None`` when nothing is published."""
-        document, _ = self.pointer(model)
-        return document["version"] if document else None
+        return self.pointer_of(model).read().version
 
     def manifest(self, model: str, version: str) -> dict[str, Any]:
         """The manifest of one version; :class:`UserError` when the version does not exist."""
         key = f"{self._prefix(model, version)}/{MANIFEST}"
         try:
-            data = self.store.get(key)
+            manifest, _ = read_json(self.store, key)
         except NotFoundError as exc:
             known = ", ".join(self.versions(model)[-5:]) or "none"
             raise UserError(
                 f"model {model!r} has no version {version!r} (latest versions: {known})"
             ) from exc
+        except DamagedObjectError as exc:
+            raise CorruptModelError(f"model {model!r} version {version}: {exc}") from None
+        what = f"model {model!r} version {version}"
+        if not isinstance(manifest, dict):
+            raise CorruptModelError(f"{what}: {MANIFEST} has no files")
         try:
-            manifest = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise CorruptModelError(
-                f"model {model!r} version {version}: {MANIFEST} is not valid JSON"
-            ) from exc
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
-            raise CorruptModelError(f"model {model!r} version {version}: {MANIFEST} has no files")
+            check_entries(manifest.get("files"), what)
+        except DamagedObjectError as exc:
+            raise CorruptModelError(str(exc)) from None
         return manifest
 
-    def publish(
+    def stage(
         self,
         model: str,
         source_dir: Path,
@@ -152,10 +147,9 @@ class ModelRegistry:
         run_id: str | None = None,
         metrics: dict[str, Any] | None = None,
     ) -> str:
-        """Publish every file under ``source_dir`` as a new version and make it the latest.
+        """Store every file under ``source_dir`` as a new complete version; return its id.
 
-        Returns the version id. Artifacts and manifest are written create-only; the pointer moves
-        with a conditional write, retried when another publisher moved it first.
+        The pointer does not move: :meth:`move_latest` (or :meth:`publish`) does that.
         """
         files = sorted(p for p in Path(source_dir).rglob("*") if p.is_file())
         if not files:
@@ -176,58 +170,58 @@ class ModelRegistry:
             "metrics": dict(metrics or {}),
             "files": entries,
         }
-        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        self.store.put(f"{prefix}/{MANIFEST}", body, if_none_match=True)
-        self._move_pointer(model, version, reason="publish")
-        logs.event(log, "model published", model=model, version=version, files=len(entries))
+        self.store.put(f"{prefix}/{MANIFEST}", encode_json(manifest), if_none_match=True)
         return version
 
-    def _move_pointer(self, model: str, version: str, reason: str) -> str | None:
-        key = f"{self._prefix(model)}/latest.json"
-        for attempt in range(POINTER_ATTEMPTS):
-            current, etag = self.pointer(model)
-            previous = current["version"] if current else None
-            document = {
-                "version": version,
-                "previous": previous,
-                "reason": reason,
-                "updated": datetime.now(UTC).isoformat(),
-            }
-            body = json.dumps(document, sort_keys=True).encode()
-            try:
-                if etag is None:
-                    self.store.put(key, body, if_none_match=True)
-                else:
-                    self.store.put(key, body, if_match=etag)
-                return previous
-            except ConflictError:
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
-        raise StoreError(
-            f"model {model!r}: could not move latest.json after {POINTER_ATTEMPTS} attempts"
-        )
+    def move_latest(self, model: str, version: str, reason: str, **fields: Any) -> str | None:
+        """Point ``latest.json`` at ``version``; return the version it pointed at."""
+        return self.pointer_of(model).move(version, reason, **fields)
+
+    def retract(self, model: str, version: str, reason: str) -> bool:
+        """Move ``latest.json`` back to its previous version if it still names ``version``."""
+        return self.pointer_of(model).retract(version, reason)
+
+    def publish(self, model: str, source_dir: Path, **details: Any) -> str:
+        """Publish every file under ``source_dir`` as a new version and make it the latest.
+
+        ``details`` are :meth:`stage`'s (``base_model``, ``run_id``, ``metrics``). Returns the
+        version id. Artifacts and manifest are written create-only; the pointer moves with a
+        conditional write, retried when another publisher moved it first.
+        """
+        version = self.stage(model, source_dir, **details)
+        self.move_latest(model, version, "publish", run_id=details.get("run_id"))
+        logs.event(log, "model published", model=model, version=version)
+        return version
 
     def rollback(self, model: str, version: str) -> str | None:
-        """Point ``latest.json`` at an existing ``version``; return the version it pointed at."""
-        self.manifest(model, version)
-        previous = self._move_pointer(model, version, reason="rollback")
+        """Point ``latest.json`` at an existing, verified ``version``; return the one before.
+
+        A damaged ``latest.json`` is replaced (a rollback is how it is repaired). A version
+        that fails verification (missing file, bad checksum, bad manifest) is refused.
+        """
+        self.verify(model, version)
+        previous = self.move_latest(model, version, "rollback")
         logs.event(log, "model rolled back", model=model, version=version, previous=previous)
         return previous
 
+    def verify(self, model: str, version: str) -> None:
+        """Check ``version`` is complete with every checksum right (downloads it from S3)."""
+        if isinstance(self.store, LocalStore):
+            self.fetch(model, version)
+            return
+        scratch = Path(tempfile.mkdtemp(prefix=f"stnlp-verify-{model}-"))
+        try:
+            self.fetch(model, version, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
     def verify_local(self, model: str, version: str, folder: Path, manifest: dict) -> None:
         """Check every manifest file exists in ``folder`` with its sha256 and size."""
-        for entry in manifest["files"]:
-            name = _safe_relative(model, version, entry.get("path"))
-            path = folder / name
-            if not path.is_file():
-                raise CorruptModelError(
-                    f"model {model!r} version {version} is incomplete: {name} is missing"
-                )
-            digest = file_digest(path)
-            if digest != entry.get("sha256"):
-                raise CorruptModelError(
-                    f"model {model!r} version {version}: {name} fails its checksum "
-                    f"(sha256 {digest[:12]}..., manifest says {str(entry.get('sha256'))[:12]}...)"
-                )
+        try:
+            verify_entries(manifest["files"], folder, f"model {model!r} version {version}",
+                           CorruptModelError)  # fmt: skip
+        except DamagedObjectError as exc:  # a path that leaves the folder
+            raise CorruptModelError(str(exc)) from None
 
     def fetch(self, model: str, version: str | None = None, dest: Path | None = None) -> LocalModel:
         """A verified local copy of ``version`` (default: the latest).
@@ -242,21 +236,16 @@ class ModelRegistry:
             raise UserError(f"model {model!r} has no published version")
         manifest = self.manifest(model, version)
         prefix = self._prefix(model, version)
+        what = f"model {model!r} version {version}"
         if dest is None and isinstance(self.store, LocalStore):
             folder = self.store.path(prefix)
         else:
             folder = Path(dest) if dest else Path(tempfile.mkdtemp(prefix=f"stnlp-{model}-"))
-            for entry in manifest["files"]:
-                name = _safe_relative(model, version, entry.get("path"))
-                target = folder / name
-                if target.is_file() and file_digest(target) == entry.get("sha256"):
-                    continue
-                try:
-                    self.store.download_file(f"{prefix}/{name}", target)
-                except NotFoundError as exc:
-                    raise CorruptModelError(
-                        f"model {model!r} version {version} is incomplete: {name} is missing"
-                    ) from exc
+            try:
+                fetch_entries(self.store, manifest["files"], folder,
+                              lambda entry: f"{prefix}/{entry['path']}", what, CorruptModelError)
+            except DamagedObjectError as exc:
+                raise CorruptModelError(str(exc)) from None
         self.verify_local(model, version, folder, manifest)
         return LocalModel(folder, version, manifest)
 

@@ -5,6 +5,11 @@ Both implementations support conditional writes (``if_none_match``: create only 
 :class:`stnlp.common.errors.ConflictError` when one loses. Etags are opaque strings: the sha256
 of the content for the local store, S3's ETag for S3.
 Keys are ``/``-separated relative paths, identical in both stores (see docs/architecture.md).
+
+Writes are idempotent: every conditional S3 write carries a write token (object metadata
+``stnlp-write``), so when a request lands but its response is lost, the retry that then loses
+the condition recognises its own write and counts it as success. Keys read back from a store
+are confined: :func:`confined_path` refuses one that would leave its target folder.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import random
@@ -42,6 +48,42 @@ class NotFoundError(StoreError):
     """The key does not exist in the store."""
 
 
+class DamagedObjectError(StoreError):
+    """An object exists but does not hold what it should (junk JSON, a missing field).
+
+    The message names the object; commands report it as one line and carry on with the rest.
+    """
+
+
+class UnsafePathError(DamagedObjectError):
+    """A key or manifest path read from a store would land outside its target folder."""
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """``data`` decoded as JSON; :class:`DamagedObjectError` naming ``what`` otherwise.
+
+    Covers what :func:`json.loads` raises besides ``JSONDecodeError``: numbers past the
+    interpreter's digit limit (``ValueError``), nesting past the recursion limit, bad UTF-8.
+    """
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise DamagedObjectError(f"{what}: not valid JSON ({reason})") from None
+
+
+def read_json(store: ObjectStore, key: str) -> tuple[Any, str]:
+    """The JSON value at ``key`` and its etag; :class:`NotFoundError` or
+    :class:`DamagedObjectError` (naming the object)."""
+    data, etag = store.get_with_etag(key)
+    return parse_json(data, f"{store.description}/{key}"), etag
+
+
+def encode_json(value: Any) -> bytes:
+    """The stored form of a JSON document: indented, keys sorted."""
+    return json.dumps(value, indent=1, sort_keys=True).encode()
+
+
 def sha256_file(path: Path) -> str:
     """The sha256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -60,6 +102,34 @@ def _join(prefix: str, relative: str) -> str:
 
 
 Tags = dict[str, str] | None
+WRITE_TOKEN = "stnlp-write"
+"""The S3 object metadata key holding a conditional write's token."""
+
+
+def confined_path(root: Path, relative: str, what: str) -> Path:
+    """``root / relative`` for a ``/``-separated path read from a store, checked to stay inside.
+
+    Refuses (:class:`UnsafePathError` naming ``what``) an empty, absolute or ``..`` path, empty or
+    ``.`` segments, NUL bytes, and a path whose resolved target leaves ``root``.
+    """
+    parts = relative.split("/") if isinstance(relative, str) else []
+    if (
+        not parts
+        or "\0" in relative
+        or relative.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise UnsafePathError(f"refusing {what}: {relative!r} is not a plain relative path")
+    target = Path(root, *parts)
+    resolved_root = Path(root).resolve()
+    if not target.resolve().is_relative_to(resolved_root):
+        raise UnsafePathError(f"refusing {what}: {relative!r} leaves the folder {root}")
+    return target
+
+
+def is_folder_marker(key: str) -> bool:
+    """True for an S3 "folder" (a key ending with ``/``, as the console creates): no file."""
+    return key.endswith("/")
 
 
 class ObjectStore(ABC):
@@ -86,8 +156,12 @@ class ObjectStore(ABC):
         """
 
     @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove ``key``; removing an absent key is not an error."""
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Remove ``key``; removing an absent key is not an error.
+
+        ``if_match``: remove only while the etag is still this one, else :class:`ConflictError`
+        (so a lock is released only by its owner, never after someone else took it over).
+        """
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
@@ -122,12 +196,26 @@ class ObjectStore(ABC):
     def sync_down(self, prefix: str, dest_dir: Path) -> list[str]:
         """Download every key under ``prefix`` into ``dest_dir``; return the keys transferred.
 
-        Files already present with the same content are skipped.
+        See :meth:`download_keys`.
         """
         prefix = prefix.rstrip("/") + "/" if prefix else ""
+        return self.download_keys(self.list(prefix), prefix, dest_dir)
+
+    def download_keys(self, keys: list[str], prefix: str, dest_dir: Path) -> list[str]:
+        """Download ``keys`` (each under ``prefix``) to their paths below ``dest_dir``.
+
+        Files already present with the same content are skipped, folder markers (keys ending
+        with ``/``) are ignored, and a key that would land outside ``dest_dir`` (``..``, an
+        absolute path) is refused with :class:`UnsafePathError` naming it, before anything is
+        written. Returns the keys transferred.
+        """
+        targets = [
+            (key, confined_path(dest_dir, key[len(prefix) :], f"{self.description}/{key}"))
+            for key in keys
+            if not is_folder_marker(key)
+        ]
         done = []
-        for key in self.list(prefix):
-            target = dest_dir / key[len(prefix) :]
+        for key, target in targets:
             if target.is_file() and self.content_etag(target) == self.etag(key):
                 continue
             self.download_file(key, target)
@@ -230,10 +318,13 @@ class LocalStore(ObjectStore):
         tmp = self._staged(lambda p: p.write_bytes(data))
         return self._commit(key, tmp, if_none_match, if_match)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
         """See :meth:`ObjectStore.delete`; empty parent folders are removed too."""
         path = self.path(key)
         with self._locked():
+            current = self.etag(key) if if_match is not None else None
+            if if_match is not None and current not in (None, if_match):
+                raise ConflictError(f"{self.description}: {key} changed since it was read")
             path.unlink(missing_ok=True)
             parent = path.parent
             while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
@@ -308,9 +399,22 @@ class S3Store(ObjectStore):
         self.backoff = backoff
         self.description = f"s3://{bucket}"
 
-    def _call(self, operation: str, key: str, fn: Callable[[], Any]) -> Any:
+    def _call(
+        self,
+        operation: str,
+        key: str,
+        fn: Callable[[], Any],
+        landed: Callable[[], Any] | None = None,
+    ) -> Any:
+        """``fn()``, retrying transient errors; ``landed()`` settles a lost condition.
+
+        When an attempt's outcome is unknown (a 5xx or a dropped connection: the request may
+        have landed) and a later attempt loses its condition, ``landed()`` says whether the
+        object now holds this very write (its result) or not (``None``: a real conflict).
+        """
         from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+        uncertain = False
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
@@ -320,17 +424,21 @@ class S3Store(ObjectStore):
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 where = f"s3://{self.bucket}/{key}"
                 if code in _CONFLICT_CODES or status in (409, 412):
+                    own = landed() if uncertain and landed is not None else None
+                    if own is not None:
+                        logs.event(log, "s3 own write landed", op=operation, key=key)
+                        return own
                     raise ConflictError(f"{operation} {where}: {code}") from exc
                 if code in ("NoSuchKey", "404", "NotFound"):
                     raise NotFoundError(f"{operation} {where}: no such key") from exc
                 if (code not in _TRANSIENT_CODES and status < 500) or attempt == self.attempts:
                     message = error.get("Message", code)
                     raise StoreError(f"{operation} {where} failed: {code}: {message}") from exc
-                reason = code
+                reason, uncertain = code, True
             except (ConnectionError, HTTPClientError) as exc:
                 if attempt == self.attempts:
                     raise StoreError(f"{operation} s3://{self.bucket}/{key} failed: {exc}") from exc
-                reason = type(exc).__name__
+                reason, uncertain = type(exc).__name__, True
             delay = self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
             logs.event(
                 log,
@@ -374,14 +482,46 @@ class S3Store(ObjectStore):
             args["IfNoneMatch"] = "*"
         if if_match is not None:
             args["IfMatch"] = if_match
+        landed = self._token(args) if (if_none_match or if_match is not None) else None
         try:
-            return self._call("put", key, lambda: self.client.put_object(**args))["ETag"]
+            return self._call("put", key, lambda: self.client.put_object(**args), landed)["ETag"]
         except NotFoundError as exc:  # IfMatch on a key deleted since it was read
             raise ConflictError(f"put s3://{self.bucket}/{key}: object is gone") from exc
 
-    def delete(self, key: str) -> None:
-        """See :meth:`ObjectStore.delete`."""
-        self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+    def _token(self, args: dict[str, Any]) -> Callable[[], dict | None]:
+        """Give a conditional write a token; return the check that it landed (see ``_call``)."""
+        token = uuid.uuid4().hex
+        args["Metadata"] = {**args.get("Metadata", {}), WRITE_TOKEN: token}
+
+        def landed() -> dict | None:
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=args["Key"])
+            except Exception:  # unknown: treat as a real conflict, the caller rereads
+                return None
+            return head if head.get("Metadata", {}).get(WRITE_TOKEN) == token else None
+
+        return landed
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """See :meth:`ObjectStore.delete` (S3 conditional ``DeleteObject`` with ``IfMatch``).
+
+        Where the endpoint does not implement conditional deletes, the etag is checked again
+        just before an unconditional delete.
+        """
+        args = {"Bucket": self.bucket, "Key": key}
+        if if_match is None:
+            self._call("delete", key, lambda: self.client.delete_object(**args))
+            return
+        try:
+            self._call("delete", key, lambda: self.client.delete_object(**args, IfMatch=if_match))
+        except NotFoundError:
+            return  # gone already (a retry after a lost response lands here)
+        except StoreError as exc:
+            if "NotImplemented" not in str(exc):
+                raise
+            if self.etag(key) not in (None, if_match):
+                raise ConflictError(f"delete s3://{self.bucket}/{key}: changed") from exc
+            self._call("delete", key, lambda: self.client.delete_object(**args))
 
     def list(self, prefix: str = "") -> list[str]:
         """See :meth:`ObjectStore.list`."""
@@ -402,15 +542,18 @@ class S3Store(ObjectStore):
         """
         _check_key(key)
         if path.stat().st_size <= _SINGLE_PUT_LIMIT:
-            extra = {"IfNoneMatch": "*"} if if_none_match else {}
+            extra: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            if if_none_match:
+                extra["IfNoneMatch"] = "*"
             if tags:
                 extra["Tagging"] = urlencode(tags)
+            landed = self._token(extra) if if_none_match else None
 
             def single_put() -> dict:
                 with path.open("rb") as body:
-                    return self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+                    return self.client.put_object(Body=body, **extra)
 
-            return self._call("put", key, single_put)["ETag"]
+            return self._call("put", key, single_put, landed)["ETag"]
         if if_none_match and self.exists(key):
             raise ConflictError(f"put s3://{self.bucket}/{key}: already exists")
         args = {"ExtraArgs": {"Tagging": urlencode(tags)}} if tags else {}

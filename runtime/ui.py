@@ -2,17 +2,24 @@
 
 The shell guards the plugins' tabs: a tab whose ``build`` raises shows a message instead of
 taking the app down, and every callback a tab registers is wrapped so that a
-:class:`stnlp.common.errors.UserError` reaches the page as its own message and any other
-exception as a short note naming the tab, never a stack trace (the traceback goes to the server
-log).
+:class:`stnlp.common.errors.UserError` reaches the page as its own message (and the server's log
+as one line) and any other exception as a short "internal error" note naming the tab and a
+reference, never a stack trace (the traceback goes to a file, see :mod:`stnlp.runtime.crash`).
+
+Gradio serves every file under its temporary folder and its examples cache; the interface gives
+it fresh private folders of its own (inside ``GRADIO_TEMP_DIR`` / ``GRADIO_EXAMPLES_CACHE`` when
+they are set), so no setting can make it serve anything else.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +30,8 @@ import gradio as gr
 from stnlp.common.errors import UserError
 from stnlp.common.settings import Settings
 from stnlp.runtime import logs
-from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind
+from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind, check_port
+from stnlp.runtime.crash import one_line, record_internal_error
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +167,25 @@ def header_markdown(app: AppContext) -> str:
 
 
 def page_error(where: str, exc: BaseException) -> gr.Error:
-    """The message a page shows for ``exc`` raised in ``where``: never a stack trace."""
+    """The message a page shows for ``exc`` raised in ``where``: never a stack trace.
+
+    The server logs one line per error; Gradio is told not to print the traceback.
+    """
     if isinstance(exc, gr.Error):
+        exc.print_exception = False
+        logs.event(log, "page error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
         return exc
     if isinstance(exc, UserError):
-        return gr.Error(str(exc))
-    logs.event(log, "callback failed", logging.ERROR, tab=where, error=type(exc).__name__)
-    log.error("traceback of the failed callback in %s", where, exc_info=exc)
-    return gr.Error(f"{where}: something went wrong ({type(exc).__name__}); see the server log")
+        logs.event(log, "user error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
+        return gr.Error(str(exc), print_exception=False)
+    ref, path = record_internal_error(exc)
+    logs.event(log, "callback failed", logging.ERROR, tab=where, error=type(exc).__name__,
+               ref=ref, details=path)  # fmt: skip
+    return gr.Error(
+        f"{where}: something went wrong ({type(exc).__name__}); internal error ref {ref}, "
+        "see the server log",
+        print_exception=False,
+    )
 
 
 def guard_callback(fn: Callable, where: str) -> Callable:
@@ -253,26 +272,68 @@ class ServeOptions:
     credentials: Credentials | None = None
 
 
+_PRIVATE_DIRS: set[str] = set()
+
+
+def private_gradio_dirs(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Point Gradio's temporary folder and examples cache at fresh private folders.
+
+    A ``GRADIO_TEMP_DIR`` or ``GRADIO_EXAMPLES_CACHE`` already set only says where the fresh
+    folder is made (``GRADIO_TEMP_DIR=/`` can no longer serve the filesystem). The folders are
+    removed when the process exits. Returns the variables set.
+    """
+    env = os.environ if env is None else env
+    chosen = {}
+    for name in ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE"):
+        parent = env.get(name) or None
+        if parent in _PRIVATE_DIRS:  # made by an earlier launch in this process
+            continue
+        try:
+            chosen[name] = tempfile.mkdtemp(prefix="stnlp-gradio-", dir=parent)
+        except OSError as exc:
+            raise UserError(f"{name}={parent}: cannot make a private folder there "
+                            f"({exc.strerror})") from None
+    for folder in chosen.values():  # uploads and cached files go when the server does
+        atexit.register(shutil.rmtree, folder, True)
+    _PRIVATE_DIRS.update(chosen.values())
+    env.update(chosen)
+    return chosen
+
+
 def launch(app: AppContext, options: ServeOptions) -> gr.Blocks:
     """Build and start the app without blocking; return the running Blocks.
 
-    Gradio serves only the app's own static files, uploads and its cache: no ``allowed_paths``,
-    and an inherited ``GRADIO_ALLOWED_PATHS`` is refused. Uploads above ``max_file_size`` are
-    rejected with 413. With credentials, every request needs HTTP Basic auth.
+    Gradio serves only the app's own static files, uploads and its cache (in private folders,
+    see :func:`private_gradio_dirs`): no ``allowed_paths``, and an inherited
+    ``GRADIO_ALLOWED_PATHS`` is refused. Uploads above ``max_file_size`` are rejected with 413.
+    With credentials, every request needs HTTP Basic auth. A port already in use is a
+    :class:`UserError` naming ``--port``.
     """
     check_bind(options.host, options.credentials)
+    check_port(options.host, options.port)
     if os.environ.get("GRADIO_ALLOWED_PATHS"):
         raise UserError(
             "GRADIO_ALLOWED_PATHS is set: stnlp serve only serves its own files; unset it"
         )
     if os.environ.get("GRADIO_SHARE", "").lower() == "true":
         raise UserError("GRADIO_SHARE=true would open a public tunnel; unset it")
+    private_gradio_dirs()
     middleware = []
     if options.credentials is not None:
         from starlette.middleware import Middleware
 
         middleware.append(Middleware(BasicAuthMiddleware, credentials=options.credentials))
     blocks = build_app(app)
+    try:
+        _launch(blocks, options, middleware)
+    except OSError:  # lost a race for the port since check_port
+        raise UserError(f"port {options.port} on {options.host} is already in use: pass --port "
+                        "with a free port") from None
+    logs.event(log, "serving", url=blocks.local_url, auth=options.credentials is not None)
+    return blocks
+
+
+def _launch(blocks: gr.Blocks, options: ServeOptions, middleware: list) -> None:
     blocks.queue().launch(
         server_name=options.host,
         server_port=options.port,
@@ -289,5 +350,3 @@ def launch(app: AppContext, options: ServeOptions) -> gr.Blocks:
         footer_links=["settings"],
         run_history=False,
     )
-    logs.event(log, "serving", url=blocks.local_url, auth=options.credentials is not None)
-    return blocks

@@ -32,6 +32,12 @@ _FAKE_AWS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _internal_errors_in_tmp(tmp_path_factory, monkeypatch):
+    """Tracebacks of internal errors (stnlp.runtime.crash) go to a temporary folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "state"))
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """URL of a moto server (all AWS services) on 127.0.0.1, shared by the session."""

@@ -58,3 +58,32 @@ class LocalHttpServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `stnlp ARGS` in this process: exit code, stdout, stderr."""
+    from stnlp.runtime.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(capsys, monkeypatch, settings, *args: str) -> tuple[int, str, str]:
+    """Run `stnlp ARGS` in this process against ``settings``' stores: exit code, stdout, stderr.
+
+    The settings reach the CLI as the environment variables a user would set.
+    """
+    monkeypatch.delenv("STNLP_SETTINGS", raising=False)
+    env = {"STNLP_STORE": settings.store, "STNLP_STACK": settings.stack,
+           "STNLP_REGION": settings.region}  # fmt: skip
+    if settings.endpoint_url:
+        env["STNLP_ENDPOINT_URL"] = settings.endpoint_url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return run_main(capsys, *args)

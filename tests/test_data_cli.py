@@ -6,21 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from stnlp.runtime.cli import main
-from tests.helpers import run_stnlp
+from tests.helpers import run_main, run_stnlp
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process: exit code, stdout, stderr."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_main
 
 
 def test_validate_sample_root(capsys):

@@ -47,8 +47,10 @@ def loaded(stores, tmp_path):
     rows += [f"Dustin,Line number {i} with some words" for i in range(30)]
     (folder / "S01E01.csv").write_text("\n".join(rows) + "\n")
     first = upload_path(tmp_path / "sample", stores.datasets, progress=False)
-    assert first.uploaded == ["raw/transcripts/S01E01.csv"]
-    assert upload_path(tmp_path / "sample", stores.datasets, progress=False).uploaded == []
+    version = first.versions["transcripts"]
+    assert first.uploaded == [f"raw/transcripts/{version}/S01E01.csv"]
+    again = upload_path(tmp_path / "sample", stores.datasets, progress=False)
+    assert again.uploaded == [] and again.unchanged == ["transcripts"]
     return stores
 
 
@@ -195,12 +197,16 @@ def test_cli_data_train_models_runs(tmp_path):
 
 
 def test_set_overrides_are_parsed_and_checked():
-    known = {"steps": 20, "name": "x"}
-    assert parse_overrides(("steps=5", "name=abc"), known, "job") == {"steps": 5, "name": "abc"}
+    from stnlp.plugins.spec import JobSpec
+
+    spec = JobSpec("job", "c", "m.n:f", "model", hyperparameters={"steps": 20, "name": "x"})
+    assert parse_overrides(("steps=5", "name=abc"), spec) == {"steps": 5, "name": "abc"}
     with pytest.raises(UserError, match="job 'job' has no hyperparameter 'nope'"):
-        parse_overrides(("nope=1",), known, "job")
+        parse_overrides(("nope=1",), spec)
     with pytest.raises(UserError, match="expected key=value"):
-        parse_overrides(("steps",), known, "job")
+        parse_overrides(("steps",), spec)
+    with pytest.raises(UserError, match="steps='abc' is not an integer"):  # issue #13.12
+        parse_overrides(("steps=abc",), spec)
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ def test_local_store_verifies_in_place(tmp_path):
 
 
 def test_a_verified_version_is_hashed_once_until_a_file_changes(tmp_path, monkeypatch):
-    import stnlp.runtime.registry as registry_module
+    import stnlp.runtime.versions as registry_module
 
     registry = ModelRegistry(LocalStore(tmp_path / "models"))
     registry.publish("demo", _model_dir(tmp_path / "a", "x"))
@@ -109,6 +109,33 @@ def test_a_verified_version_is_hashed_once_until_a_file_changes(tmp_path, monkey
     weights.write_bytes(b"y" * weights.stat().st_size)  # same size, new contents and mtime
     with pytest.raises(CorruptModelError, match="weights.bin fails its checksum"):
         registry.fetch("demo")
+
+
+def test_a_tamper_that_keeps_size_and_mtime_is_caught_by_a_long_running_process(tmp_path):
+    """Issue #13.13: the digest cache keyed on (size, mtime) let this pass."""
+    import os
+
+    registry = ModelRegistry(LocalStore(tmp_path / "models"))
+    registry.publish("demo", _model_dir(tmp_path / "a", "x"))
+    weights = registry.fetch("demo").path / "weights.bin"
+    before = weights.stat()
+    weights.write_bytes(b"y" * before.st_size)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # put the mtime back
+    assert weights.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(CorruptModelError, match="weights.bin fails its checksum"):
+        registry.fetch("demo")
+
+
+def test_rollback_refuses_a_corrupted_version(stores, tmp_path):
+    """Issue #13.13: rollback accepted a version whose files fail their checksums."""
+    registry = ModelRegistry(stores.models)
+    old = registry.publish("demo", _model_dir(tmp_path / "a", "x"))
+    new = registry.publish("demo", _model_dir(tmp_path / "b", "y"))
+    stores.models.delete(f"models/demo/{old}/weights.bin")
+    stores.models.put(f"models/demo/{old}/weights.bin", b"tampered")
+    with pytest.raises(CorruptModelError, match="weights.bin fails its checksum"):
+        registry.rollback("demo", old)
+    assert registry.latest("demo") == new
 
 
 def test_bad_input(stores, tmp_path):

@@ -176,3 +176,21 @@ def test_logs_and_checkpoints_carry_the_expiry_tags(s3_client, tmp_path):
         full_key = f"dev/runs/{run.run_id}/{key}"
         tagging = s3_client.get_object_tagging(Bucket=stores.results.bucket, Key=full_key)
         assert tagging["TagSet"] == [{"Key": EXPIRE_TAG, "Value": value}]
+
+
+def test_a_sweep_never_ends_a_run_whose_supervisor_lives_here(stores):
+    """However stale its heartbeat, a run carried on by a live process here is left alone;
+    a run whose supervisor is gone is ended at once, without waiting for the stale window."""
+    from stnlp.runtime.procs import ProcessRef
+    from stnlp.runtime.runs import sweep_runs
+
+    alive = Run.start(stores, "dev", "job-a", "local",
+                      supervisor=ProcessRef.current().to_record())  # fmt: skip
+    assert sweep_runs(stores, "dev", stale_after=-1) == []
+    gone = Run.start(stores, "dev", "job-b", "local",
+                     supervisor={"host": ProcessRef.current().host, "pid": 2**22 + 7})  # fmt: skip
+    (done,) = sweep_runs(stores, "dev", stale_after=3600)
+    assert gone.run_id in done and "supervisor" in done
+    assert load_run(stores, "dev", gone.run_id).record["result"] == "failed"
+    assert JobLock(stores.results, "dev", "job-a").holder() == alive.run_id
+    alive.cleanup()

@@ -50,17 +50,17 @@ class FaultyStore(ObjectStore):
         self._maybe_fail()
         return self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
 
-    def delete(self, key):
+    def delete(self, key, *, if_match=None):
         self._maybe_fail()
-        self.inner.delete(key)
+        self.inner.delete(key, if_match=if_match)
 
     def list(self, prefix=""):
         self._maybe_fail()
         return self.inner.list(prefix)
 
-    def upload_file(self, key, path: Path, *, if_none_match=False):
+    def upload_file(self, key, path: Path, *, if_none_match=False, tags=None):
         self._maybe_fail()
-        return self.inner.upload_file(key, path, if_none_match=if_none_match)
+        return self.inner.upload_file(key, path, if_none_match=if_none_match, tags=tags)
 
     def download_file(self, key, path: Path):
         self._maybe_fail()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -193,6 +194,42 @@ def test_only_the_apps_own_files_are_served(served, context, tmp_path):
         handle.write("{}")
     for path in (secret, stored, "/etc/passwd"):
         assert _status(f"{served.local_url}gradio_api/file={path}") == 403
+
+
+def test_a_mistake_in_the_page_logs_one_line_and_no_traceback(served, capfd, caplog):
+    """Issue #13.12: each mistake made in the page printed ~30 lines of traceback."""
+    caplog.set_level("WARNING", logger="stnlp.runtime.ui")
+    capfd.readouterr()
+    client = Client(served.local_url, verbose=False)
+    for value in ("user", "bug"):
+        with pytest.raises(AppError):
+            client.predict(value, api_name="/answer")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    messages = [r.getMessage() for r in caplog.records if r.name == "stnlp.runtime.ui"]
+    assert messages == ["user error", "callback failed"]
+
+
+@pytest.mark.parametrize("variable", ["GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE"])
+def test_gradio_folders_set_to_the_root_do_not_serve_the_filesystem(context, monkeypatch,
+                                                                   variable):
+    """Issue #13.13: ``GRADIO_TEMP_DIR=/`` made the interface serve every file."""
+    import shutil
+
+    monkeypatch.setenv(variable, "/")
+    try:
+        blocks = launch(context, ServeOptions(port=free_port()))
+    except UserError as exc:  # not allowed to make a folder in / : refused in one line
+        assert variable in str(exc)
+        return
+    try:
+        for path in ("/etc/passwd", "/etc/hostname"):
+            assert _status(f"{blocks.local_url}gradio_api/file={path}") == 403
+    finally:
+        blocks.close()
+        private = os.environ[variable]
+        assert private.startswith("/stnlp-gradio-")
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_allowed_paths_from_the_environment_are_refused(context, monkeypatch):

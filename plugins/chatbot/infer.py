@@ -16,13 +16,11 @@ from pathlib import Path
 
 import torch
 
-from stnlp.common.errors import UserError
 from stnlp.plugins.chatbot import artifacts
 from stnlp.plugins.chatbot.base import device_and_dtype, load_hub
 from stnlp.plugins.chatbot.data import build_turns, find_character, system_prompt
 from stnlp.plugins.chatbot.offline import OfflineResponder
 from stnlp.runtime.data import SAMPLE_DIR
-from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +101,14 @@ class ModelChat:
 
 
 def dataset_folder(settings, name: str) -> Path:
-    """The store's ``raw/<name>`` (S3: synced into a local cache) if it has one, else the sample.
+    """The store's current version of dataset ``name`` (S3: copied into a local cache) if it
+    has one, else the sample.
 
     Call once per process (the tab does, when it is built), not per message.
     """
-    from stnlp.runtime.registry import cache_dir
-    from stnlp.runtime.store import LocalStore, open_stores
+    from stnlp.runtime.datasets import dataset_folder as stored_folder
 
-    try:
-        store = open_stores(settings).datasets
-        if isinstance(store, LocalStore):
-            stored = store.path(f"raw/{name}")
-        else:
-            stored = cache_dir(settings).parent / "datasets" / name
-            store.sync_down(f"raw/{name}/", stored)
-    except UserError as exc:
-        event(log, "stored dataset unavailable", logging.WARNING, dataset=name, reason=str(exc))
-        return SAMPLE_DIR / name
-    return stored if stored.is_dir() else SAMPLE_DIR / name
+    return stored_folder(settings, name) or SAMPLE_DIR / name
 
 
 def resolve_sources(settings, model_name: str, base_model: str) -> tuple[Source, ...]:

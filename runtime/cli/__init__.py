@@ -1,4 +1,9 @@
-"""The `stnlp` command line. Each command area lives in its own module, imported here."""
+"""The `stnlp` command line. Each command area lives in its own module, imported here.
+
+One error boundary (:func:`main`): an expected failure is one line naming the file, field or
+value, exit status 2; anything unexpected is one "internal error" line saying where its
+traceback went (:mod:`stnlp.runtime.crash`), exit status 1. ``--debug`` shows tracebacks.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import sys
 
 import click
 
-from stnlp.common.errors import UserError
 from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its commands)
     cloud,
     cost,
     data,
     demo,
+    doctor,
     evaluate,
     models,
     plugins,
@@ -22,6 +27,11 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     upload,
 )
 from stnlp.runtime.cli.base import cli
+from stnlp.runtime.crash import expected_message, internal_message
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,17 +39,26 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="stnlp", standalone_mode=False)
+        code = cli.main(args=args, prog_name="stnlp", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         if debug:
             raise
         click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except UserError as exc:
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # the boundary: nothing below reaches the user as a traceback
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        message = expected_message(exc)
+        if message is not None:
+            click.echo(f"error: {message}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        click.echo(f"error: {internal_message(exc)}", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -164,14 +164,18 @@ def runs_wait(
               help="Seconds without a heartbeat after which a run counts as dead.")
 @pass_session
 def runs_sweep(session: Session, stale_after: float) -> None:
-    """Terminate the stack's instances whose run ended or went stale; mirror SageMaker jobs."""
+    """End local runs nobody carries on and clear abandoned locks; on a deployed stack, also
+    terminate instances whose run ended or went stale and mirror SageMaker jobs."""
     from stnlp.runtime.backends.ec2 import sweep_instances
+    from stnlp.runtime.backends.local import sweep_local
     from stnlp.runtime.backends.sagemaker import mirror_status
 
     settings = session.settings
-    if not settings.uses_s3:
-        raise UserError("runs sweep needs a deployed stack: use --stack NAME")
     stores = open_stores(settings)
+    for line in sweep_local(stores, settings.stack, stale_after):
+        click.echo(line)
+    if not settings.uses_s3:
+        return
     for swept in sweep_instances(settings, stores, stale_after=stale_after):
         click.echo(f"terminated {swept['instance_id']} (run {swept['run_id']}): "
                    f"{swept['reason']}")

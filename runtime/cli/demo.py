@@ -33,13 +33,15 @@ def demo_command(
 
     No cloud and no network. A rerun reuses the models unless their data or config changed.
     """
-    from stnlp.runtime.auth import check_bind, load_credentials
+    from stnlp.runtime.auth import check_bind, check_port, load_credentials
+
+    credentials = load_credentials(session.settings)
+    if not no_serve:  # refuse before training (and before loading Gradio), not after
+        check_bind(host, credentials)
+        check_port(host, port)
     from stnlp.runtime.demo import train_all
     from stnlp.runtime.ui import AppContext, ServeOptions, launch
 
-    credentials = load_credentials(session.settings)
-    if not no_serve:
-        check_bind(host, credentials)  # refuse before training, not after
     jobs = train_all(session.settings, session.registry, data_dir, retrain=retrain)
     table = Table(title="stnlp demo models")
     for column in ("job", "model", "action", "version"):

@@ -32,9 +32,16 @@ def models_list(session: Session) -> None:
     table = Table(title="models")
     for column in ("model", "latest", "versions"):
         table.add_column(column)
+    damaged = []
     for model in registry.models():
-        table.add_row(model, registry.latest(model) or "-", str(len(registry.versions(model))))
+        state = registry.pointer_state(model)
+        if state.damage:
+            damaged.append(state.damage)
+        latest = "damaged latest.json" if state.damage else state.version or "-"
+        table.add_row(model, latest, str(len(registry.versions(model))))
     Console(width=140).print(table)
+    for line in damaged:
+        click.echo(f"warning: {line} (repair: stnlp models rollback MODEL VERSION)", err=True)
 
 
 @models_group.command("show")
@@ -45,10 +52,16 @@ def models_list(session: Session) -> None:
 def models_show(session: Session, model: str, version: str | None) -> None:
     """Show a version's manifest and the model's versions."""
     registry = _registry(session)
-    latest = registry.latest(model)
+    state = registry.pointer_state(model)
+    if state.damage:
+        click.echo(f"warning: {state.damage} (repair: stnlp models rollback {model} VERSION)",
+                   err=True)  # fmt: skip
+    latest = state.version
     version = version or latest
     if version is None:
         click.echo(f"model {model}: no published version")
+        for known in registry.versions(model):
+            click.echo(f"  {known}")
         return
     click.echo(json.dumps(registry.manifest(model, version), indent=2))
     for known in registry.versions(model):

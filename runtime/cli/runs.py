@@ -28,16 +28,19 @@ def runs_group() -> None:
 @pass_session
 def runs_list(session: Session, job: str | None) -> None:
     """List runs, newest first."""
-    from stnlp.runtime.runs import list_runs
+    from stnlp.runtime.runs import scan_runs
 
     table = Table(title=f"runs in stack {session.settings.stack}")
     for column in ("run", "job", "backend", "state", "result", "created"):
         table.add_column(column)
-    for r in list_runs(_stores(session), session.settings.stack, job):
+    records, damaged = scan_runs(_stores(session), session.settings.stack, job)
+    for r in records:
         table.add_row(
             r["run_id"], r["job"], r["backend"], r["state"], r["result"] or "-", r["created"][:19]
         )
     Console(width=160).print(table)
+    for line in damaged:
+        click.echo(f"warning: damaged run record: {line} (see `stnlp doctor`)", err=True)
 
 
 @runs_group.command("show")
@@ -80,10 +83,19 @@ def runs_kill(session: Session, run_id: str) -> None:
     EC2 and SageMaker runs are ended here: the instance is terminated, the job stopped.
     """
     from stnlp.runtime.cli.cloud import CLOUD_BACKENDS, kill_cloud_run
-    from stnlp.runtime.runs import load_run, request_kill
+    from stnlp.runtime.runs import NoRunError, load_run, release_lock_of, request_kill
+    from stnlp.runtime.store import DamagedObjectError
 
     stores = _stores(session)
-    if load_run(stores, session.settings.stack, run_id).record["backend"] in CLOUD_BACKENDS:
+    try:
+        backend = load_run(stores, session.settings.stack, run_id).record["backend"]
+    except (NoRunError, DamagedObjectError):  # a run that never started, or a damaged record
+        released = release_lock_of(stores, session.settings.stack, run_id)
+        if released is None:
+            raise
+        click.echo(f"run {run_id}: {released}")
+        return
+    if backend in CLOUD_BACKENDS:
         record = kill_cloud_run(session.settings, stores, run_id)
         click.echo(f"run {run_id}: {record['result']} ({record['error']})")
         return

@@ -24,10 +24,14 @@ def serve_command(session: Session, host: str, port: int, max_file_size: str) ->
     Binding anything but 127.0.0.1/localhost/::1 needs a login: STNLP_AUTH_USERNAME and
     STNLP_AUTH_PASSWORD, or STNLP_AUTH_SSM_PARAMETER naming an SSM SecureString.
     """
-    from stnlp.runtime.auth import load_credentials
+    from stnlp.runtime.auth import check_bind, check_port, load_credentials
+
+    credentials = load_credentials(session.settings)
+    check_bind(host, credentials)  # before loading Gradio: a mistake is answered at once
+    check_port(host, port)
     from stnlp.runtime.ui import AppContext, ServeOptions, launch
 
-    options = ServeOptions(host, port, max_file_size, load_credentials(session.settings))
+    options = ServeOptions(host, port, max_file_size, credentials)
     blocks = launch(AppContext(session.settings, session.registry), options)
     login = " (login required)" if options.credentials else ""
     click.echo(f"serving on {blocks.local_url}{login}")

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from typing import Any
 
 import click
 
 from stnlp.common.errors import UserError
+from stnlp.plugins.spec import JobSpec
 from stnlp.runtime.backends import BACKENDS, get_backend
 from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
 
 
-def parse_overrides(pairs: tuple[str, ...], known: dict[str, Any], job: str) -> dict[str, Any]:
-    """``key=value`` pairs as hyperparameter overrides (values parsed as JSON when they can be)."""
+def parse_overrides(pairs: tuple[str, ...], spec: JobSpec) -> dict[str, Any]:
+    """``key=value`` pairs as hyperparameter overrides, each parsed and checked against the
+    kind the job spec gives the parameter (see :class:`stnlp.plugins.spec.JobSpec`)."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--set {pair!r}: expected key=value")
-        if key not in known:
-            names = ", ".join(sorted(known)) or "none"
-            raise UserError(f"--set {key}: job {job!r} has no hyperparameter {key!r} ({names})")
-        try:
-            overrides[key] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key] = text
+        overrides[key] = spec.parse_override(key, text)
     return overrides
 
 
@@ -90,7 +85,7 @@ def train_command(
     from stnlp.runtime.store import open_stores
 
     spec = session.registry.job(job)
-    overrides = parse_overrides(pairs, dict(spec.hyperparameters), job)
+    overrides = parse_overrides(pairs, spec)
     settings = session.settings
     stores = open_stores(settings)
     if dry_run:
@@ -107,7 +102,7 @@ def train_command(
     )
     record = load_run(stores, settings.stack, run_id).record
     click.echo(f"run {run_id}: {record['result']}")
-    if record.get("model_version"):
+    if record["result"] == "succeeded" and record.get("model_version"):
         click.echo(f"published {spec.output_model} {record['model_version']}")
     if record["result"] != "succeeded":
         raise UserError(f"run {run_id} {record['result']}: {record.get('error')}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from stnlp.common.errors import DataError
 from stnlp.runtime.data.records import LoadResult
 
-_EPISODE = re.compile(r"S(\d{1,3})E(\d{1,3})", re.IGNORECASE)
+_EPISODE = re.compile(r"S(\d{1,3})E(\d{1,3})", re.IGNORECASE | re.ASCII)
 
 
 def find_files(path: str | Path, suffix: str) -> list[Path]:

@@ -37,19 +37,32 @@ def load_characters(path: str | Path) -> LoadResult:
 def read_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each non-blank line of ``path`` as ``(line number, JSON object)``.
 
-    Raises DataError naming the file and line for invalid JSON or a value that is not an object.
+    Raises DataError naming the file and line for invalid JSON (numbers past the digit limit,
+    nesting past the recursion limit, lone surrogates included) or a value that is not an
+    object.
     """
     text, _ = read_text(path)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        value = parse_line(line, f"{path}:{number}")
         if not isinstance(value, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
         yield number, value
+
+
+def parse_line(line: str, where: str) -> Any:
+    """One JSON value from ``line``; DataError naming ``where`` for anything that is not
+    JSON a record can hold (what :func:`json.loads` raises, and text that is not Unicode)."""
+    try:
+        value = json.loads(line)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # digit limit, nesting, lone surrogates
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:80]
+        raise DataError(f"{where}: invalid JSON ({reason})") from None
+    return value
 
 
 def _load_file(

@@ -13,7 +13,8 @@ from stnlp.runtime.data.records import Caption, LoadResult
 log = logging.getLogger(__name__)
 
 _TIME = r"(\d{1,2}):(\d{2}):(\d{2})[,.](\d{1,3})"
-_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$")
+_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s.*)?$", re.ASCII)
+_INDEX = re.compile(r"^\s*([0-9]{1,9})\s*$")
 _MARKUP = [
     re.compile(r"\{\\[^}]*\}"),  # ASS override tags such as {\an8}
     re.compile(r"</?[A-Za-z][^<>]*>"),  # HTML-ish tags such as <i>, </font>
@@ -71,7 +72,8 @@ def _load_file(path: Path) -> LoadResult:
     empty = 0
     for block_line, lines in _blocks(text):
         timing = _TIMING.match(lines[1]) if len(lines) > 1 else None
-        if not lines[0].strip().isdigit() or timing is None:
+        index = _INDEX.match(lines[0])
+        if index is None or timing is None:
             malformed.append(block_line)
             continue
         start, end = _seconds(*timing.groups()[:4]), _seconds(*timing.groups()[4:])
@@ -82,7 +84,7 @@ def _load_file(path: Path) -> LoadResult:
         if not caption:
             empty += 1
             continue
-        result.records.append(Caption(season, episode, int(lines[0].strip()), start, end, caption))
+        result.records.append(Caption(season, episode, int(index.group(1)), start, end, caption))
     result.skipped = len(malformed) + empty
     if malformed:
         where = ", ".join(str(n) for n in malformed[:5]) + (", ..." if len(malformed) > 5 else "")

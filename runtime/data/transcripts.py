@@ -27,6 +27,13 @@ def load_transcripts(path: str | Path) -> LoadResult:
 
 
 def _load_file(path: Path) -> LoadResult:
+    try:
+        return _read_rows(path)
+    except csv.Error as exc:  # a field past csv's size limit, a broken quote
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_rows(path: Path) -> LoadResult:
     season, episode = episode_of(path)
     text, encoding = read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
