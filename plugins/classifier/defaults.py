@@ -14,7 +14,7 @@ LOCATION_DEFAULTS = {
     "batch_size": 16,
     "learning_rate": 1e-4,
     "weight_decay": 0.01,
-    "test_fraction": 0.25,
+    "cv_folds": 5,
     "seed": 0,
 }
 THEME_DEFAULTS = {
