@@ -23,5 +23,7 @@ THEME_DEFAULTS = {
     "nli_model": NLI_MODEL_ID,
     "window": 20,
     "tau": 0.05,
+    "min_similarity": 0.15,
+    "encoder": "onnx",
     "max_sentences_per_episode": 0,
 }

@@ -121,7 +121,9 @@ class CharacterNames:
                 derived[word].add(name)
             if is_person_name(name):
                 persons.add(name)
-                surnames.update(w[-1] for w in map(_person_words, written_forms) if len(w) > 1)
+                surnames.update(
+                    w[-1] for f in written_forms if len(f.split()) > 1 and (w := _person_words(f))
+                )
         keys = {key: tuple(sorted(owners)) for key, owners in derived.items()}
         keys.update({key: tuple(sorted(owners)) for key, owners in explicit.items()})
         return cls(
