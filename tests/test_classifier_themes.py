@@ -259,10 +259,10 @@ def test_tab_shows_published_scores_when_they_answer_the_question(corpus_dir, tm
 
 def test_sentences_about_no_theme_do_not_vote():
     scorer = EmbeddingThemeScorer(shared_encoder())
-    scores = scorer.score(["Okay.", "No.", FIGHT], THEMES)
+    scores = scorer.score(["Yeah.", "I know.", FIGHT], THEMES)
     assert scores[0].sum() == 0 and scores[1].sum() == 0  # on main: a full vote each
     assert float(scores[2].sum()) == pytest.approx(1.0)
-    result = score_corpus([Episode("S01E01", ("Okay.", "No.", FIGHT, LOVE))], THEMES, scorer)
+    result = score_corpus([Episode("S01E01", ("Yeah.", "I know.", FIGHT, LOVE))], THEMES, scorer)
     assert int(result.per_episode.loc["S01E01", "relevant"]) == 2
     assert float(result.per_episode.loc["S01E01", THEMES].sum()) == pytest.approx(0.5)
 

@@ -192,8 +192,9 @@ class MentionFinder:
         self.english = english_words(nlp)
 
     def may_name(self, text: str) -> bool:
-        """False when ``text`` holds no word of any name, so nothing in it can name anyone."""
-        return any(name_key(w.text) in self.name_words for w in words_of(text))
+        """False when ``text`` holds no capitalised word of any name, so nothing in it can name
+        anyone (every mention starts with a capital)."""
+        return any(w.capitalised and name_key(w.text) in self.name_words for w in words_of(text))
 
     def find(
         self,
