@@ -21,6 +21,8 @@ import torch
 
 from stnlp.runtime.encoder import SentenceEncoder, shared_encoder
 
+Progress = Callable[[int], None] | None
+
 
 def cache_folder() -> Path:
     """Where exported models are kept: ``$XDG_CACHE_HOME/stnlp/onnx``."""
@@ -80,12 +82,7 @@ class OnnxSentenceEncoder:
         self.dim = encoder.dim
         self.name = f"{encoder.name} (onnxruntime)"
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 64,
-        progress: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: Progress = None):
         """Embed ``texts`` as a ``(len(texts), dim)`` tensor of unit vectors (as the torch one)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -37,6 +37,17 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from stnlp.plugins.network.ner import english_words, pipes_for
+from stnlp.plugins.network.text import (
+    Word,
+    gap,
+    is_number,
+    joined,
+    lower_of,
+    mask,
+    opens_clause,
+    shouting,
+    words_of,
+)  # fmt: skip
 from stnlp.runtime.data.names import HONORIFICS, CharacterNames, name_key
 
 PERSON = "PERSON"
@@ -46,49 +57,9 @@ ORG: 51 of the 332 labelled mentions of ``data/eval/mentions.jsonl``)."""
 DOMINANT = 0.75
 """Share of a shared name's unambiguous mentions one owner needs to take its ambiguous ones."""
 MAX_WORDS = 4
-FINITE_VERBS = frozenset({"VBD", "VBZ", "VBP", "MD"})
-NUMBER_WORDS = frozenset(
-    [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "hundred",
-    ]
-)
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*['’]?")
-_POSSESSIVE = re.compile(r"['’]s?$", re.IGNORECASE)
-_MARKUP = re.compile(r"\{\\[^}]*\}|</?[A-Za-z][^<>]*>")
-# A speaker label opening a line: "MIKE:", "- DUSTIN:", "Joyce:", "MR. CLARKE:", "MAN 2:",
-# "ELEVEN (V.O.):"; and bracketed all-capital labels: "[ROBIN]", "(MAN ON RADIO)".
-_LABEL = re.compile(
-    r"(?m)^(?P<lead>[\s\-–—]*)(?P<label>(?:[A-Z][\w.'’]*|\d+)(?:[ ][A-Z0-9][\w.'’]*){0,3}"
-    r"(?:\s*\([^)]*\))?:)(?=\s|$)"
-)
-_CAPS_LABEL = re.compile(r"[\[(][A-Z0-9][A-Z0-9 .'’\-]*[\])]")
-_CLAUSE_START = frozenset('.!?…:;"“”(-–—[')
 _SAID_TO = (",", "!", "?", "…", "...")
 _QUESTION_SUBJECTS = frozenset({"i", "you", "he", "she", "we", "they", "it", "this", "that"})
+FINITE_VERBS = frozenset({"VBD", "VBZ", "VBP", "MD"})
 
 
 @dataclass(frozen=True)
@@ -99,59 +70,6 @@ class Mention:
     end: int
     text: str
     character: str
-
-
-def mask(text: str) -> str:
-    """``text`` with markup and speaker labels replaced by spaces (same length, same offsets)."""
-    blank = _MARKUP.sub(lambda m: " " * len(m.group()), text)
-    blank = _LABEL.sub(lambda m: m["lead"] + " " * len(m["label"]), blank)
-    return _CAPS_LABEL.sub(lambda m: " " * len(m.group()), blank)
-
-
-@dataclass(frozen=True)
-class Word:
-    """One word of a text: its span without a possessive ``'s``, and whether it had one."""
-
-    start: int
-    end: int
-    text: str
-    possessive: bool
-
-    @property
-    def isdigit_like(self) -> bool:
-        """Written in digits."""
-        return self.text.isdigit()
-
-    @property
-    def capitalised(self) -> bool:
-        """Written with a capital (or as digits)."""
-        return self.text[:1].isupper() or self.text.isdigit()
-
-
-def words_of(text: str) -> list[Word]:
-    """The words of ``text`` with their offsets."""
-    words = []
-    for match in _WORD.finditer(text):
-        raw = match.group()
-        bare = _POSSESSIVE.sub("", raw) if len(raw) > 2 else raw
-        words.append(Word(match.start(), match.start() + len(bare), bare, bare != raw))
-    return words
-
-
-def _shouting(text: str) -> bool:
-    letters = [c for c in text if c.isalpha()]
-    return len(letters) >= 2 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
-
-
-def _opens_clause(text: str, start: int) -> bool:
-    """True at the start of ``text`` or right after sentence or clause punctuation."""
-    before = text[:start].rstrip()
-    return not before or before[-1] in _CLAUSE_START
-
-
-def _is_number(key: str) -> bool:
-    """A number word or a count in digits (``011``, with a leading zero, is an identifier)."""
-    return key in NUMBER_WORDS or (key.isdigit() and not key.startswith("0"))
 
 
 @dataclass
@@ -215,7 +133,7 @@ class MentionFinder:
         items = []
         for text in texts:
             masked = mask(text)
-            items.append(_Text(masked, words_of(masked), _shouting(masked)))
+            items.append(_Text(masked, words_of(masked), shouting(masked)))
         lower = Counter(w.text for item in items for w in item.words if w.text.islower())
         todo = [i for i, item in enumerate(items) if keep_unknown or self.may_name(item.masked)]
         if on_progress is not None:
@@ -277,8 +195,7 @@ class MentionFinder:
             if not (span[0].capitalised and span[-1].capitalised):
                 continue
             if any(
-                a.possessive or _gap(item.masked, a, b)
-                for a, b in zip(span, span[1:], strict=False)
+                a.possessive or gap(item.masked, a, b) for a, b in zip(span, span[1:], strict=False)
             ):
                 continue
             written = item.masked[span[0].start : span[-1].end]
@@ -313,7 +230,7 @@ class MentionFinder:
                 extra = [w for w in words if start <= w.start < end and w.capitalised and not
                          candidate.start <= w.start < candidate.end]  # fmt: skip
                 for word in extra:
-                    opens = _opens_clause(text, word.start)
+                    opens = opens_clause(text, word.start)
                     if not self._foreign(word, lower if opens else None):
                         continue
                     if not (opens and name_key(word.text) in self.english):
@@ -321,12 +238,12 @@ class MentionFinder:
                     candidate.proper_before = word.start  # "Tell Hopper" or "George Lucas"?
         if not one_word:
             return False
-        if candidate.key in self.names.surnames and _lower(before) == "the":
+        if candidate.key in self.names.surnames and lower_of(before) == "the":
             return True  # "the Byers house"
-        if _is_number(candidate.key) and (_is_number(_lower(before)) or _is_number(_lower(after))):
+        if is_number(candidate.key) and (is_number(lower_of(before)) or is_number(lower_of(after))):
             return True  # counting: "Eight, nine, ten"
-        opens = _opens_clause(text, first.start)  # "Will you stop?"
-        return candidate.key in self.stop_words and opens and _lower(after) in _QUESTION_SUBJECTS
+        opens = opens_clause(text, first.start)  # "Will you stop?"
+        return candidate.key in self.stop_words and opens and lower_of(after) in _QUESTION_SUBJECTS
 
     def _proper_neighbour(self, text: str, word: Word, other: Word | None, after: bool) -> bool:
         """Whether ``other``, right next to ``word``, is a capitalised word of another name (a
@@ -334,9 +251,9 @@ class MentionFinder:
         if other is None or not other.capitalised or other.isdigit_like:
             return False
         a, b = (word, other) if after else (other, word)
-        if not _joined(text, a, b) or (after and word.possessive):
+        if not joined(text, a, b) or (after and word.possessive):
             return False
-        return self._foreign(other) and (after or not _opens_clause(text, other.start))
+        return self._foreign(other) and (after or not opens_clause(text, other.start))
 
     def _foreign(self, word: Word, lower: Counter | None = None) -> bool:
         """A capitalised word of no known name, no title and no stop word; given ``lower``, also
@@ -356,9 +273,9 @@ class MentionFinder:
             return PERSON in candidate.exact
         key = candidate.key
         text, first = item.masked, item.words[i]
-        opens = _opens_clause(text, first.start)
+        opens = opens_clause(text, first.start)
         common = key in self.stop_words or lower[key] > 0 or (opens and key in self.english)
-        if len(key.split()) > 1 or not (_is_number(key) or common):
+        if len(key.split()) > 1 or not (is_number(key) or common):
             return True
         if candidate.exact & NAME_LABELS or candidate.possessive:
             return True
@@ -425,29 +342,11 @@ def _owner(owners: tuple[str, ...], near: set[str], counts: Counter) -> str | No
     return best if total and counts[best] >= DOMINANT * total else None
 
 
-def _lower(word: Word | None) -> str:
-    return word.text.lower() if word is not None else ""
-
-
-def _joined(text: str, a: Word, b: Word) -> bool:
-    """Whether one space, and nothing else, separates two words."""
-    return text[a.end : b.start] == " "
-
-
 def _same_span(text: str, entity: tuple[int, int], candidate: _Candidate) -> bool:
     """Whether an entity covers just the candidate (give or take a possessive or punctuation)."""
     start, end = entity
     outside = text[start : candidate.start] + text[candidate.end : end]
     return start <= candidate.start and candidate.end <= end and not re.search(r"\w{3,}", outside)
-
-
-def _gap(text: str, a: Word, b: Word) -> bool:
-    """True unless only a space (or a title's or initial's dot) separates two words."""
-    between = text[a.end : b.start]
-    if between == " ":
-        return False
-    dotted = name_key(a.text) in HONORIFICS or len(a.text) == 1
-    return not (dotted and between.strip() == "." and between.startswith("."))
 
 
 def characters_per_text(mentions: Iterable[list[Mention]]) -> list[frozenset[str]]:
