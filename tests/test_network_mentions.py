@@ -61,6 +61,7 @@ def test_scoring_counts_a_wrong_character_as_both_errors():
     [
         ("MIKE: Okay, party, what do you do?", set()),  # a speaker label is no mention
         ("- DUSTIN: Guys! - LUCAS: What?", set()),
+        ("I don't know MIKE: Go home.", set()),  # captions joined: a label inside the text
         ("MAN 2: Unit two, come in.", set()),  # not "Minor Characters/Season 2", not Two
         ("Four, three, two, one!", set()),
         ("Welcome to Hawkins.", set()),  # not "Hawkins Head of Security"

@@ -47,6 +47,10 @@ _LABEL = re.compile(
     r"(?:\s*\([^)]*\))?:)(?=\s|$)"
 )
 _CAPS_LABEL = re.compile(r"[\[(][A-Z0-9][A-Z0-9 .'’\-]*[\])]")
+# An all-capital label anywhere (captions joined into sentences put some mid-text): "MIKE:".
+_CAPS_COLON = re.compile(
+    r"\b[A-Z][A-Z0-9.'’]*(?: [A-Z0-9][A-Z0-9.'’]*){0,3}(?: \([^)]*\))?:(?=\s|$)"
+)
 _CLAUSE_START = frozenset('.!?…:;"“”(-–—[')
 
 
@@ -54,6 +58,7 @@ def mask(text: str) -> str:
     """``text`` with markup and speaker labels replaced by spaces (same length, same offsets)."""
     blank = _MARKUP.sub(lambda m: " " * len(m.group()), text)
     blank = _LABEL.sub(lambda m: m["lead"] + " " * len(m["label"]), blank)
+    blank = _CAPS_COLON.sub(lambda m: " " * len(m.group()), blank)
     return _CAPS_LABEL.sub(lambda m: " " * len(m.group()), blank)
 
 
