@@ -81,7 +81,6 @@ class _Candidate:
     possessive: bool = False
     pending: bool = False  # hazardous: kept only if the tagger sees a finite verb after it
     proper_before: int | None = None  # dropped if the tagger reads the word here as a name
-    labels: set[str] = field(default_factory=set)  # entity labels covering it
     exact: set[str] = field(default_factory=set)  # labels of entities that are just it
 
 
@@ -160,7 +159,6 @@ class MentionFinder:
                 i += 1
                 continue
             seen.append((candidate.start, candidate.end))
-            candidate.labels = {lab for s, e, lab in entities if s <= candidate.start < e}
             candidate.exact = {lab for s, e, lab in entities
                                if _same_span(item.masked, (s, e), candidate)}  # fmt: skip
             if not self._vetoed(item, i, size, candidate, entities, lower) and self._agreed(
