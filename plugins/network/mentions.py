@@ -149,7 +149,9 @@ class MentionFinder:
 
     # -- candidates ------------------------------------------------------------------------
 
-    def _candidates(self, item: _Text, doc, lower: Counter, keep_unknown: bool):
+    def _candidates(self, item: _Text, doc, lower: Counter, keep_unknown: bool) -> list:
+        """The candidates of one text that survive the vetoes and have the agreement they need
+        (hazardous ones opening a sentence may still wait for the tagger)."""
         entities = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
         found, seen = [], []
         i = 0
@@ -178,8 +180,7 @@ class MentionFinder:
                 found.append(_Candidate(start, span[-1].end, owners, key, span[-1].possessive))
             elif keep_unknown and not owners and span:
                 found.append(_Candidate(start, span[-1].end, (), ""))
-        item.candidates = sorted(found, key=lambda c: c.start)
-        return item.candidates
+        return sorted(found, key=lambda c: c.start)
 
     def _known_words(self, span: list[Word]) -> bool:
         keys = [name_key(w.text) for w in span]
