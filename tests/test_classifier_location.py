@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +15,12 @@ from stnlp.plugins.classifier import location_tab
 from stnlp.plugins.classifier.defaults import TINY
 from stnlp.plugins.classifier.labels import (
     Example,
+    check_classes,
     class_weights,
     classification_metrics,
-    stratified_split,
+    stratified_folds,
 )
-from stnlp.plugins.classifier.location_centroid import fit_with_holdout
+from stnlp.plugins.classifier.location_centroid import fit_with_cv
 from stnlp.plugins.classifier.location_job import fine_tune, train
 from stnlp.plugins.classifier.location_model import (
     LocationClassifier,
@@ -33,7 +33,7 @@ from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.store import open_stores
 from stnlp.runtime.training import TrainingContext
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 # Three location types, each with its own vocabulary: separable from the words alone.
 VOCAB = {
@@ -75,21 +75,20 @@ def tiny_params(**changes) -> dict:
     return {**spec.resolved_hyperparameters("tiny"), **changes}
 
 
-def test_stratified_split_keeps_every_class_on_both_sides():
-    labels = ["a"] * 10 + ["b"] * 3 + ["c"] * 2 + ["d"] * 7
-    train_idx, test_idx = stratified_split(labels, test_fraction=0.25, seed=3)
-    assert sorted(train_idx + test_idx) == list(range(len(labels)))
-    assert set(train_idx).isdisjoint(test_idx)
-    train_counts = Counter(labels[i] for i in train_idx)
-    test_counts = Counter(labels[i] for i in test_idx)
-    assert set(train_counts) == set(test_counts) == {"a", "b", "c", "d"}
-    assert test_counts == {"a": 2, "b": 1, "c": 1, "d": 2}
+def test_stratified_folds_hold_every_class_and_cover_every_example_once():
+    labels = ["a"] * 10 + ["b"] * 3 + ["c"] * 5 + ["d"] * 7
+    folds = stratified_folds(labels, 5, seed=3)
+    assert len(folds) == 3  # capped at the smallest class ("b": 3)
+    assert sorted(i for fold in folds for i in fold) == list(range(len(labels)))
+    for fold in folds:
+        assert {labels[i] for i in fold} == {"a", "b", "c", "d"}
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
 
 
-def test_stratified_split_is_seeded():
+def test_stratified_folds_are_seeded():
     labels = ["a"] * 6 + ["b"] * 6
-    assert stratified_split(labels, 0.5, seed=1) == stratified_split(labels, 0.5, seed=1)
-    assert stratified_split(labels, 0.5, seed=1) != stratified_split(labels, 0.5, seed=2)
+    assert stratified_folds(labels, 3, seed=1) == stratified_folds(labels, 3, seed=1)
+    assert stratified_folds(labels, 3, seed=1) != stratified_folds(labels, 3, seed=2)
 
 
 def test_class_weights_are_balanced():
@@ -102,12 +101,14 @@ def test_class_weights_are_balanced():
 
 def test_single_class_is_an_error():
     with pytest.raises(UserError, match=r"at least 2 location types.*'Residential', 4"):
-        stratified_split(["Residential"] * 4)
+        stratified_folds(["Residential"] * 4, 5)
 
 
 def test_too_few_examples_of_a_class_is_an_error_naming_it():
     with pytest.raises(UserError, match=r"'Lab' has 1 example"):
-        stratified_split(["Home", "Home", "Home", "Lab"])
+        check_classes(["Home", "Home", "Home", "Lab"])
+    with pytest.raises(UserError, match="cv_folds must be at least 2"):
+        stratified_folds(["Home", "Home", "Lab", "Lab"], 1)
 
 
 def test_metrics_match_a_hand_computed_example():
@@ -140,32 +141,60 @@ def test_fine_tuning_lowers_the_loss_and_the_saved_model_predicts_the_same(tmp_p
     assert torch.allclose(original.probabilities(texts), reloaded.probabilities(texts), atol=1e-5)
 
 
-def test_training_job_fits_above_chance_and_records_metrics(tmp_path):
-    ctx = make_ctx(tmp_path, toy_rows(8), tiny_params())
+def test_training_job_cross_validates_against_the_baseline_on_the_same_folds(tmp_path):
+    rows = toy_rows(6)
+    rows[0]["location_description"] = " ".join(["home kitchen family"] * 1500)  # overlong
+    ctx = make_ctx(tmp_path, rows, tiny_params(epochs=12, cv_folds=2, batch_size=16))
     outcome = train(ctx)
     metrics = outcome.metrics
     assert metrics["accuracy"] > 1 / 3  # three balanced classes: chance is 1/3
     assert metrics["final_loss"] < metrics["first_loss"]
-    assert metrics["test_examples"] == 6 and metrics["train_examples"] == 18
-    assert metrics["confusion_matrix"]["labels"] == sorted(VOCAB)
-    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 6
+    # every location held out once, none dropped for its length
+    assert metrics["test_examples"] == 18 and metrics["train_examples"] == 18
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 18
+    heldout = metrics["heldout"]
+    assert heldout["metric"] == "macro_f1" and heldout["baseline"] == "nearest-centroid"
+    assert heldout["value"] == metrics["macro_f1"]
+    assert heldout["baseline_value"] == metrics["baseline"]["macro_f1"]
+    assert heldout["split"] == "2-fold stratified CV over 18 locations"
+    assert heldout["examples"] == 18
+    # the baseline is the tab's fallback, measured on the same folds: its own CV agrees
+    examples = [Example(f"{r['location_name']}. {r['location_description']}", r["location_type"])
+                for r in rows]  # fmt: skip
+    fallback = fit_with_cv(shared_encoder(), examples, folds=2, seed=0)
+    assert fallback.metrics["macro_f1"] == pytest.approx(heldout["baseline_value"])
     assert outcome.base_model.startswith("tiny")
     history = ctx.read_metrics()
-    assert [r["step"] for r in history if "train_loss" in r] == list(range(1, 21))
-    assert history[-1]["macro_f1"] == metrics["macro_f1"]
-    saved = json.loads((ctx.output_dir / "labels.json").read_text())
-    assert saved == sorted(VOCAB)
+    assert [r["step"] for r in history if "train_loss" in r] == list(range(1, 13))
+    assert json.loads((ctx.output_dir / "labels.json").read_text()) == sorted(VOCAB)
     assert (ctx.output_dir / "model.safetensors").exists()
 
 
 def test_training_job_resumes_from_its_checkpoint(tmp_path):
-    ctx = make_ctx(tmp_path, toy_rows(4), tiny_params(epochs=2))
+    ctx = make_ctx(tmp_path, toy_rows(4), tiny_params(epochs=2, cv_folds=2))
     first = train(ctx)
-    resumed_ctx = TrainingContext(**{**ctx.__dict__, "hyperparameters": tiny_params(epochs=3)})
+    assert (ctx.checkpoint_dir / "cross_validation.json").exists()
+    resumed_ctx = TrainingContext(
+        **{**ctx.__dict__, "hyperparameters": tiny_params(epochs=3, cv_folds=2)}
+    )
     second = train(resumed_ctx)
     losses = [r["train_loss"] for r in ctx.read_metrics() if "train_loss" in r]
     assert len(losses) == 3  # epochs 1-2 from the first run, only epoch 3 from the second
     assert second.metrics["first_loss"] == first.metrics["first_loss"]
+
+
+def test_a_diverging_loss_fails_with_one_line_naming_it(tmp_path):
+    ctx = make_ctx(tmp_path, toy_rows(4), tiny_params(learning_rate=1e30, epochs=2, cv_folds=2))
+    with pytest.raises(UserError, match=r"training loss is (nan|inf) in epoch \d+; lower "
+                                        r"learning_rate") as caught:  # fmt: skip
+        train(ctx)
+    assert "\n" not in str(caught.value)
+
+
+def test_training_on_no_locations_is_an_error_naming_the_file(tmp_path):
+    ctx = make_ctx(tmp_path, [], tiny_params())
+    with pytest.raises(Exception, match=r"locations"):
+        train(ctx)
 
 
 def test_training_job_rejects_a_class_too_small_to_split(tmp_path):
@@ -181,14 +210,15 @@ def test_offline_fallback_fits_sample_like_data_above_chance():
         Example(f"{r['location_name']}. {r['location_description']}", r["location_type"])
         for r in toy_rows(6)
     ]
-    classifier = fit_with_holdout(shared_encoder(), examples)
+    classifier = fit_with_cv(shared_encoder(), examples)
     assert classifier.metrics["accuracy"] > 1 / 3
+    assert classifier.metrics["test_examples"] == 18  # every example held out once
     probs = classifier.predict("A family kitchen with a couch, home sweet home")
     assert sum(probs.values()) == pytest.approx(1.0)
     assert max(probs, key=probs.get) == "Residential"
 
 
-def test_tab_uses_the_registry_version_once_one_is_published(tmp_path):
+def test_tab_uses_a_trained_version_only_where_it_beats_its_baseline(tmp_path):
     settings = Settings(store=str(tmp_path / "store"))
     sample = tmp_path / "sample"
     (sample / "locations").mkdir(parents=True)
@@ -197,19 +227,31 @@ def test_tab_uses_the_registry_version_once_one_is_published(tmp_path):
 
     fallback = location_tab.load_source(settings, sample)
     assert fallback.description.startswith("offline fallback")
-    assert fallback.classifier.metrics["test_examples"] == 3
+    assert fallback.classifier.metrics["test_examples"] == 12
 
-    ctx = make_ctx(tmp_path, toy_rows(8), tiny_params())
+    ctx = make_ctx(tmp_path, toy_rows(4), tiny_params(epochs=2, cv_folds=2))  # too short to win
     outcome = train(ctx)
-    version = ModelRegistry(open_stores(settings).models).publish(
-        "classifier-location", ctx.output_dir, metrics=outcome.metrics
+    registry = ModelRegistry(open_stores(settings).models)
+    version = registry.publish("classifier-location", ctx.output_dir, metrics=outcome.metrics)
+    losing = location_tab.load_source(settings, sample)
+    reason = f"registry classifier-location {version}'s held-out macro_f1"
+    assert losing.description.startswith("offline fallback")
+    assert reason in losing.description and "nearest-centroid" in losing.description
+    app = type("App", (), {"settings": settings})()
+    assert reason in location_tab.model_source(app)
+
+    heldout = {**outcome.metrics["heldout"], "value": 1.0, "baseline_value": 0.5}
+    winner = registry.publish(
+        "classifier-location", ctx.output_dir, metrics={**outcome.metrics, "heldout": heldout}
     )
     source = location_tab.load_source(settings, sample)
-    assert source.description == f"registry: classifier-location {version}"
+    assert source.description.startswith(f"registry: classifier-location {winner} (")
+    assert "beats nearest-centroid's 0.5" in source.description
     assert source.classifier.metrics["macro_f1"] == outcome.metrics["macro_f1"]
     probs = location_tab.classify(source, "The school classroom and its lockers")
     assert set(probs) == set(VOCAB) and sum(probs.values()) == pytest.approx(1.0)
     with pytest.raises(gr.Error):
         location_tab.classify(source, "   ")
     summary, confusion = location_tab.metrics_views(source.classifier.metrics)
-    assert "macro-F1" in summary and list(confusion.columns[1:]) == sorted(VOCAB)
+    assert "macro-F1" in summary and "Nearest-centroid baseline" in summary
+    assert list(confusion.columns[1:]) == sorted(VOCAB)

@@ -59,10 +59,16 @@ def test_tabs_build_inside_blocks_and_name_their_sources(tmp_path, monkeypatch):
     handlers = {f.name: f.fn for f in blocks.fns.values()}
     probs = handlers["predict"]("Hawkins Middle School, classrooms and a gym")
     assert len(probs) == 5 and sum(probs.values()) == pytest.approx(1.0)
-    status, bars, table = handlers["run"](theme_tab.SAMPLE, None, ["battle", "love"], "hope", 20)
+    status, bars, table, lift = handlers["run"](
+        theme_tab.SAMPLE, None, ["battle", "love"], "hope", 20
+    )
     assert "computed now" in status and list(bars["theme"]) == ["battle", "love", "hope"]
+    assert "sentences relate to a theme; the others do not vote" in status
     sample = theme_tab.load_corpus(theme_tab.SAMPLE, None)
     assert list(table["episode"]) == [e.key for e in sample] and len(sample) >= 2
+    assert list(lift["episode"]) == list(table["episode"])
+    # the sample's episodes differ: not every one stands out for the same theme
+    assert table["most distinctive"].str.split().str[0].nunique() >= 2
     with pytest.raises(gr.Error, match="given twice"):
         handlers["run"](theme_tab.SAMPLE, None, ["love"], "love", 20)
     with pytest.raises(gr.Error, match="no .srt files uploaded"):

@@ -222,8 +222,11 @@ def test_tab_scores_an_upload_then_answers_from_cache(corpus_dir, tmp_path):
     assert source == f"{theme_tab.EMBEDDING} (computed now)"
     _, source = theme_tab.theme_scores(settings, episodes, themes, 20, cache)
     assert source == f"{theme_tab.EMBEDDING} (cached)"
-    bars, table = theme_tab.views(result)
+    bars, table, lift = theme_tab.views(result)
     assert list(bars["theme"]) == themes and list(table["episode"]) == ["S01E01", "S01E02"]
+    # S01E01 is the love episode, S01E02 the betrayal one: each stands out against the series
+    assert list(table["most distinctive"].str.split().str[0]) == ["love", "betrayal"]
+    assert list(lift.columns) == ["episode", *themes]
     scorer, _ = theme_tab.live_scorer(settings)
     assert theme_tab.live_scorer(settings)[0] is scorer  # loaded once per process, not per click
     with pytest.raises(UserError, match="no .srt files uploaded"):
@@ -252,3 +255,24 @@ def test_tab_shows_published_scores_when_they_answer_the_question(corpus_dir, tm
     assert theme_tab.model_source(type("App", (), {"settings": settings})()).startswith(
         f"registry: classifier-theme {version}"
     )
+
+
+def test_sentences_about_no_theme_do_not_vote():
+    scorer = EmbeddingThemeScorer(shared_encoder())
+    scores = scorer.score(["Yeah.", "I know.", FIGHT], THEMES)
+    assert scores[0].sum() == 0 and scores[1].sum() == 0  # on main: a full vote each
+    assert float(scores[2].sum()) == pytest.approx(1.0)
+    result = score_corpus([Episode("S01E01", ("Yeah.", "I know.", FIGHT, LOVE))], THEMES, scorer)
+    assert int(result.per_episode.loc["S01E01", "relevant"]) == 2
+    assert float(result.per_episode.loc["S01E01", THEMES].sum()) == pytest.approx(0.5)
+
+
+def test_the_onnx_encoder_gives_the_torch_encoders_embeddings():
+    from stnlp.plugins.classifier.onnx_encoder import theme_encoder
+
+    texts = [FIGHT, LOVE, LIE, "Okay."]
+    fast = theme_encoder("onnx").encode(texts)
+    exact = shared_encoder().encode(texts)
+    assert (fast * exact).sum(dim=1).min() > 0.9999
+    with pytest.raises(UserError, match="theme encoder must be"):
+        theme_encoder("int4")

@@ -88,3 +88,33 @@ def test_sample_is_rebuilt_exactly_from_scenes(tmp_path):
         for name in built:
             assert (tmp_path / folder / name).read_bytes() == (SAMPLE / folder / name).read_bytes()
     assert sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file()) < 1_000_000
+
+
+def test_sample_characters_carry_the_hazards_of_a_wiki_file(corpus):
+    from stnlp.runtime.data.names import CharacterNames
+
+    characters = corpus.characters.records
+    names = CharacterNames.from_records(characters)
+    assert len(names.owners("Hopper")) == 1 and "Sara Hopper" in names.names  # listed alias wins
+    assert names.resolve("El") == names.resolve("Jane") == "Eleven"
+    for record in ("Billy's mother", "Hawkins Head of Security", "Two", "Freak!",
+                   "Minor Characters/Season 2", "Hospital gowns", "Tech", "Principal"):
+        assert record in names.names  # fmt: skip
+    assert max(len(c.description.split()) for c in characters) >= 1000  # overlong description
+    captions = " ".join(c.text for c in corpus.subtitles.records)
+    assert re.search(r"\bMIKE: ", captions) and re.search(r"\bMAN 2: ", captions)  # labels left
+    for hazard in ("Four, three, two, one", "Welcome to Hawkins", "Hop in", "Freak!"):
+        assert hazard in captions
+
+
+def test_sample_speakers_resolve_through_the_name_index(corpus):
+    from stnlp.runtime.data.names import CharacterNames
+
+    names = CharacterNames.from_records(corpus.characters.records)
+    lines = corpus.transcripts.records
+    speakers = Counter(line.name for line in lines)
+    unresolved = {s for s in speakers if names.speaker(s) is None}
+    assert unresolved <= {"Man 2", "Deputy Rourke", "Technician"}, unresolved
+    for character in ("Eleven", "Mike Wheeler"):
+        own = [x for x in lines if names.speaker(x.name) == character]
+        assert len(own) >= 20 and len({(x.season, x.episode) for x in own}) >= 2

@@ -9,11 +9,12 @@ import pytest
 from stnlp.common.errors import DataError, UserError
 from stnlp.plugins.network.export import read_network, write_exports
 from stnlp.plugins.network.job import params_from, run
-from stnlp.plugins.network.names import CharacterIndex
-from stnlp.plugins.network.ner import load_ner, persons_per_sentence
+from stnlp.plugins.network.mentions import MentionFinder, characters_per_text
+from stnlp.plugins.network.ner import load_ner
 from stnlp.plugins.network.params import NetworkParams
 from stnlp.plugins.network.pipeline import build_network
-from stnlp.runtime.data import load_characters, load_subtitles
+from stnlp.runtime.data import Character, load_characters, load_subtitles
+from stnlp.runtime.data.names import CharacterNames
 from stnlp.runtime.training import TrainingContext
 
 CHARACTERS = [
@@ -108,81 +109,17 @@ def test_episode_without_names_is_an_empty_graph_and_a_notice(built):
     assert metrics["sentences"] == 9 and metrics["edges"] == 4
 
 
-def test_entity_ruler_catches_names_the_small_model_misses():
-    index = CharacterIndex.from_names(["Eleven", "Dustin Henderson", "Will"])
-    nlp = load_ner("en_core_web_sm", index)
-    assert nlp.pipe_names == ["character_ruler", "ner"]  # no tagger, parser, lemmatizer
-    sentences = [
-        "Dustin and Eleven hid in the school.",
-        "Will is missing.",
-        "Will you help me?",
-        "It is eleven.",
-        "I WILL GO.",
-    ]
-    found = list(persons_per_sentence(nlp, sentences, index))
-    assert found == [frozenset({"Dustin Henderson", "Eleven"}), {"Will"}, set(), set(), set()]
-    with nlp.select_pipes(disable=["character_ruler"]):  # the statistical model alone misses them
-        labels = {(e.text, e.label_) for e in nlp(sentences[0]).ents}
-    assert ("Dustin", "PERSON") not in labels and ("Eleven", "PERSON") not in labels
-
-
 def test_unknown_names_are_dropped_or_kept_by_hyperparameter():
-    index = CharacterIndex.from_names(["Nancy Wheeler", "Jonathan Byers"])
-    nlp = load_ner("en_core_web_sm", index)
+    names = CharacterNames.from_records(
+        [Character("Nancy Wheeler", ""), Character("Jonathan Byers", "")]
+    )
+    finder = MentionFinder(names, load_ner("en_core_web_sm"))
     sentence = ["Nancy called Jonathan and Barbara Holland."]
-    assert list(persons_per_sentence(nlp, sentence, index)) == [
+    assert characters_per_text(finder.find(sentence)) == [
         frozenset({"Nancy Wheeler", "Jonathan Byers"})
     ]
-    kept = list(persons_per_sentence(nlp, sentence, index, keep_unknown=True))
+    kept = characters_per_text(finder.find(sentence, keep_unknown=True))
     assert kept == [frozenset({"Nancy Wheeler", "Jonathan Byers", "Barbara Holland"})]
-
-
-def test_name_normalisation():
-    index = CharacterIndex.from_names(
-        [
-            "Jim Hopper",
-            "Mike Wheeler",
-            "Nancy Wheeler",
-            "Will Byers",
-            "Joyce Byers",
-            "Eleven",
-            "Scott Clarke",
-        ]
-    )
-    cases = {
-        "Jim Hopper": "Jim Hopper",
-        "jim": "Jim Hopper",
-        "HOPPER": "Jim Hopper",
-        "Chief Hopper": "Jim Hopper",
-        "Mike": "Mike Wheeler",
-        "Mike Wheeler's": "Mike Wheeler",
-        "Mr. Clarke": "Scott Clarke",
-        "eleven": "Eleven",
-        "Wheeler": None,
-        "Byers": None,
-        "Barb": None,
-        "Will": "Will Byers",
-    }
-    assert {m: index.resolve(m) for m in cases} == cases
-
-
-def test_ruler_patterns_skip_capitals_of_common_words_and_honorifics():
-    index = CharacterIndex.from_names(["Will", "Dr Voss", "Jim Hopper"])
-    patterns = {p["pattern"]: p["id"] for p in index.ruler_patterns(ambiguous_words={"will"})}
-    assert patterns == {
-        "Will": "Will",
-        "Dr Voss": "Dr Voss",
-        "DR VOSS": "Dr Voss",
-        "Voss": "Dr Voss",
-        "VOSS": "Dr Voss",
-        "Jim Hopper": "Jim Hopper",
-        "JIM HOPPER": "Jim Hopper",
-        "Jim": "Jim Hopper",
-        "JIM": "Jim Hopper",
-        "Hopper": "Jim Hopper",
-        "HOPPER": "Jim Hopper",
-    }
-    assert index.resolve("Dr. Voss") == "Dr Voss" and index.resolve("Dr") is None
 
 
 def test_corrupt_characters_file_is_a_data_error_naming_the_file(tmp_path):
@@ -196,9 +133,10 @@ def test_corrupt_characters_file_is_a_data_error_naming_the_file(tmp_path):
         build(root)
 
 
-def test_empty_characters_list_is_a_data_error():
-    with pytest.raises(DataError, match="no characters"):
-        CharacterIndex.from_names([], "chars.jsonl")
+def test_empty_characters_list_is_a_data_error(corpus):
+    captions = load_subtitles(corpus / "subtitles").records
+    with pytest.raises(DataError, match="chars.jsonl: no characters"):
+        build_network(captions, [], source="chars.jsonl", progress=False)
 
 
 def test_exports_are_readable(built, tmp_path):
@@ -252,12 +190,11 @@ def test_skipping_sentences_without_name_words_changes_nothing():
     from stnlp.plugins.network.tab import SAMPLE_DIR
 
     captions = load_subtitles(SAMPLE_DIR / "subtitles").records
-    names = [c.name for c in load_characters(SAMPLE_DIR / "characters").records]
-    index = CharacterIndex.from_names(names)
+    names = CharacterNames.from_records(load_characters(SAMPLE_DIR / "characters").records)
+    finder = MentionFinder(names, load_ner("en_core_web_sm"))
     sentences = [s for e in episodes_from_captions(captions) for s in e.sentences]
-    nlp = load_ner("en_core_web_sm", index)
-    fast = persons_per_sentence(nlp, sentences, index)
-    every = persons_per_sentence(nlp, sentences, index, keep_unknown=True)
-    assert fast == [frozenset(n for n in found if n in index.names) for found in every]
-    assert sum(map(index.may_name, sentences)) < len(sentences)  # some were skipped
+    fast = characters_per_text(finder.find(sentences))
+    every = characters_per_text(finder.find(sentences, keep_unknown=True))
+    assert fast == [frozenset(n for n in found if n in names.names) for found in every]
+    assert sum(map(finder.may_name, sentences)) < len(sentences)  # some were skipped
     assert sum(1 for found in fast if found) > 100

@@ -98,6 +98,13 @@ def test_tab_builds_live_from_the_sample_data_without_a_published_model(tmp_path
     assert tab.model_source(app).startswith("live build from the sample data")
     html = [b.value for b in blocks.blocks.values() if isinstance(b, gr.HTML)][0]
     assert "Eleven" in html and EXTERNAL.search(html) is None
+    # the sample's wiki-style characters file holds role, group and number records, and its
+    # subtitles speaker labels, counting words and the town: none of them becomes a node
+    graph = tab.load_source(settings).graph
+    assert {"Eleven", "Mike Wheeler", "Jim Hopper", "Dustin Henderson"} <= set(graph)
+    for record in ("Hawkins Head of Security", "Two", "Freak!", "Tech", "Principal",
+                   "Hospital gowns", "Minor Characters/Season 2", "Billy's mother"):
+        assert record not in graph  # fmt: skip
     seasons = [b for b in blocks.blocks.values() if isinstance(b, gr.CheckboxGroup)][0]
     assert seasons.value == ["1"]
     chart = [b for b in blocks.blocks.values() if isinstance(b, gr.BarPlot)][0].value

@@ -11,12 +11,15 @@ Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
   with its dimensions) with random weights: the hub weights are unreachable here, and random
   weights cost the same. BART's BPE tokenizer is unreachable too, so the MiniLM WordPiece
   tokenizer feeds it (English token counts are close). It is slow, so it runs on the first
-  ``--nli-sentences`` sentences and is extrapolated;
+  ``--nli-sentences`` sentences and is extrapolated (``--nli-sentences 0`` skips it);
 - ``corpus``: :func:`stnlp.plugins.classifier.theme_scores.score_corpus` end to end (scores per
   sentence, per episode, per window) on a 34-episode corpus of ``--lines`` caption lines made
   from the sample captions, twice: ``repeated`` (sample lines cycled as they are, so repeats
   are embedded once) and ``distinct`` (each line's words shuffled with a seeded RNG, so nearly
-  every sentence is new: the worst case).
+  every sentence is new: the worst case). Each corpus is scored side by side in one run by the
+  ONNX Runtime encoder (the default) and the torch fp32 encoder, with their fidelity: the
+  largest difference of any episode's theme score, how many episodes keep their top theme,
+  and whether the same sentences vote.
 
 Run: ``.venv/bin/python bench/classifier/bench_themes.py`` (add ``--json out.json``).
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
+from stnlp.plugins.classifier.onnx_encoder import theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from stnlp.plugins.classifier.theme_scores import score_corpus
 from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
@@ -100,6 +104,26 @@ def timed(fn):
     return result, time.perf_counter() - started
 
 
+def run_nli(subset: list[str], results: dict) -> None:
+    """Time the NLI zero-shot pipeline on ``subset`` and its speed-up against the embedding."""
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    nli = NliThemeScorer(
+        distilbart_mnli_shaped(tokenizer), tokenizer, "distilbart-mnli-12-3 (random)"
+    )
+    nli.score(subset[:2], THEMES)  # warm-up
+    _, seconds = timed(lambda: nli.score(subset, THEMES))
+    results["nli"] = {
+        "sentences": len(subset),
+        "pairs": len(subset) * len(THEMES),
+        "seconds": round(seconds, 2),
+        "sentences_per_s": round(len(subset) / seconds, 2),
+    }
+    speedup = results["embedding"]["sentences_per_s"] / results["nli"]["sentences_per_s"]
+    results["speedup"] = round(speedup, 1)
+    print("nli", results["nli"], "speedup", results["speedup"], flush=True)
+
+
 def main() -> None:
     """Run the three measurements and print (and optionally save) the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,40 +145,42 @@ def main() -> None:
     results["embedding"]["sentences_per_s"] = round(len(sentences) / seconds, 1)
     print("embedding", results["embedding"], flush=True)
 
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
-    nli = NliThemeScorer(
-        distilbart_mnli_shaped(tokenizer), tokenizer, "distilbart-mnli-12-3 (random)"
-    )
-    nli.score(sentences[:2], THEMES)  # warm-up
-    subset = sentences[: args.nli_sentences]
-    _, seconds = timed(lambda: nli.score(subset, THEMES))
-    results["nli"] = {
-        "sentences": len(subset),
-        "pairs": len(subset) * len(THEMES),
-        "seconds": round(seconds, 2),
-        "sentences_per_s": round(len(subset) / seconds, 2),
-    }
-    speedup = results["embedding"]["sentences_per_s"] / results["nli"]["sentences_per_s"]
-    results["speedup"] = round(speedup, 1)
-    print("nli", results["nli"], "speedup", results["speedup"], flush=True)
+    if args.nli_sentences:
+        run_nli(sentences[: args.nli_sentences], results)
 
+    fast = EmbeddingThemeScorer(theme_encoder("onnx"))
     for variant, shuffle in (("repeated", False), ("distinct", True)):
         captions = synthetic_captions(args.episodes, args.lines, shuffle)
         episodes = episodes_from_captions(captions)
         n = sum(len(e.sentences) for e in episodes)
         distinct = len({s for e in episodes for s in e.sentences})
-        result, seconds = timed(lambda eps=episodes: score_corpus(eps, THEMES, embedding, 20))
-        results[f"corpus_{variant}"] = {
-            "episodes": len(episodes),
-            "lines": len(captions),
-            "sentences": n,
-            "distinct_sentences": distinct,
-            "seconds": round(seconds, 2),
-            "windows": len(result.per_window),
-            "nli_extrapolated_seconds": round(n / results["nli"]["sentences_per_s"], 0),
+        row = {"episodes": len(episodes), "lines": len(captions), "sentences": n,
+               "distinct_sentences": distinct, "load_before": os.getloadavg()}  # fmt: skip
+        scored = {}
+        for name, scorer in (("onnx", fast), ("torch", embedding)):
+            scored[name], seconds = timed(
+                lambda eps=episodes, sc=scorer: score_corpus(eps, THEMES, sc, 20)
+            )
+            row[f"{name}_seconds"] = round(seconds, 2)
+            print(f"corpus {variant} {name}", round(seconds, 2), os.getloadavg(), flush=True)
+        onnx, torch_result = scored["onnx"], scored["torch"]
+        row["fidelity"] = {
+            "max_abs_episode_score_diff": float(
+                (onnx.per_episode[THEMES] - torch_result.per_episode[THEMES]).abs().max().max()
+            ),
+            "same_top_theme_episodes": int(
+                (
+                    onnx.per_episode[THEMES].idxmax(axis=1)
+                    == torch_result.per_episode[THEMES].idxmax(axis=1)
+                ).sum()
+            ),  # fmt: skip
+            "same_relevant_sentences": int(onnx.per_episode["relevant"].sum())
+            == int(torch_result.per_episode["relevant"].sum()),
         }
-        print(f"corpus {variant}", results[f"corpus_{variant}"], flush=True)
+        row["windows"] = len(onnx.per_window)
+        row["load_after"] = os.getloadavg()
+        results[f"corpus_{variant}"] = row
+        print(f"corpus {variant}", row, flush=True)
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")

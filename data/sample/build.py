@@ -6,7 +6,10 @@ lines are dialogue (``NAME (radio): text`` is heard over a walkie-talkie), and l
 
 - ``transcripts/SxxEyy.csv`` (``name,line``): every dialogue line, cues removed;
 - ``subtitles/SxxEyy.srt``: the same dialogue as captions with time codes paced by length,
-  radio lines in ``<i>``, some captions raised with ``{\\an8}``, short exchanges shown as one
+  radio lines in ``<i>``, the speaker's label (``LUCAS:``) left in the text of radio lines and
+  of every 13th caption and of unnamed speakers (as subtitles have it for a speaker off
+  screen: `MAN 2:`), some captions raised
+  with ``{\\an8}``, short exchanges shown as one
   two-speaker caption with ``-`` dashes, cues as their own captions, and the deliberate faults
   listed in ``FAULTS`` so that validation has something to skip.
 
@@ -25,7 +28,7 @@ FAULTS = {
     "S01E02": (70, "index"),  # an OCR-style typo in the caption number
     "S01E03": (40, "timing"),  # a broken time code
 }
-_LINE = re.compile(r"^(?P<name>[A-Z][A-Za-z. ]*?)(?P<radio> \(radio\))?:\s*(?P<text>.+)$")
+_LINE = re.compile(r"^(?P<name>[A-Z][A-Za-z0-9. ]*?)(?P<radio> \(radio\))?:\s*(?P<text>.+)$")
 _INLINE_CUE = re.compile(r"\s*\[[^\]]*\]\s*")
 
 
@@ -78,6 +81,8 @@ def caption_texts(scenes: list[list[tuple[str, str, bool]]]) -> list[tuple[str, 
             ):
                 body, i = f"- {text}\n- {nxt[1]}", i + 2
             else:
+                if name and (radio or len(captions) % 13 == 5 or name[-1].isdigit()):  # off screen
+                    text = f"{name.upper()}: {text}"
                 body, i = "\n".join(textwrap.wrap(text, 42)), i + 1
                 if radio:
                     body = f"<i>{body}</i>"

@@ -14,7 +14,7 @@ LOCATION_DEFAULTS = {
     "batch_size": 16,
     "learning_rate": 1e-4,
     "weight_decay": 0.01,
-    "test_fraction": 0.25,
+    "cv_folds": 5,
     "seed": 0,
 }
 THEME_DEFAULTS = {
@@ -23,5 +23,7 @@ THEME_DEFAULTS = {
     "nli_model": NLI_MODEL_ID,
     "window": 20,
     "tau": 0.05,
+    "min_similarity": 0.15,
+    "encoder": "onnx",
     "max_sentences_per_episode": 0,
 }

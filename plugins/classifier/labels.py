@@ -1,4 +1,4 @@
-"""Labelled texts for the location classifier: examples, stratified split, class weights, metrics.
+"""Labelled texts for the location classifier: examples, stratified folds, class weights, metrics.
 
 Pure functions over plain lists, shared by the fine-tuning job and the offline fallback, so
 both report held-out metrics computed the same way.
@@ -32,11 +32,11 @@ def examples_from_locations(locations: Sequence) -> list[Example]:
     return [Example(location_text(loc.name, loc.description), loc.type) for loc in locations]
 
 
-def check_classes(labels: Sequence[str], test_fraction: float, source: str = "data") -> list[str]:
-    """The sorted class names, after checking a stratified split is possible.
+def check_classes(labels: Sequence[str], source: str = "data") -> list[str]:
+    """The sorted class names, after checking cross-validation is possible.
 
-    Raises :class:`UserError` for a single class, or for a class with fewer examples than a
-    stratified split needs (at least one to train on and one to test on).
+    Raises :class:`UserError` for a single class, or for a class with fewer than 2 examples
+    (each needs one to train on and one to test on).
     """
     counts = Counter(labels)
     if len(counts) < 2:
@@ -45,39 +45,37 @@ def check_classes(labels: Sequence[str], test_fraction: float, source: str = "da
             f"{source}: the location classifier needs at least 2 location types, "
             f"found {len(counts)} ({only!r}, {counts.get(only, 0)} examples)"
         )
-    if not 0 < test_fraction < 1:
-        raise UserError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     for label, count in sorted(counts.items()):
         if count < 2:
             raise UserError(
-                f"{source}: location type {label!r} has {count} example(s); a stratified "
-                "split needs at least 2 per type (one to train on, one to test on)"
+                f"{source}: location type {label!r} has {count} example(s); cross-validation "
+                "needs at least 2 per type (one to train on, one to test on)"
             )
     return sorted(counts)
 
 
-def stratified_split(
-    labels: Sequence[str], test_fraction: float = 0.2, seed: int = 0
-) -> tuple[list[int], list[int]]:
-    """Indices ``(train, test)`` with every class on both sides.
+def stratified_folds(labels: Sequence[str], folds: int, seed: int = 0) -> list[list[int]]:
+    """``folds`` disjoint test folds covering every index, each class dealt round-robin after a
+    seeded shuffle, so every fold holds every class with at least ``folds`` examples.
 
-    Each class puts ``round(n * test_fraction)`` examples (at least 1, at most ``n - 1``) into
-    the test side, chosen by a seeded shuffle.
+    ``folds`` is capped at the smallest class's size (each fold must test every class once a
+    class allows it); fewer than 2 folds is a :class:`UserError`.
     """
-    check_classes(labels, test_fraction)
+    check_classes(labels)
+    counts = Counter(labels)
+    if int(folds) < 2:
+        raise UserError(f"cv_folds must be at least 2, got {folds}")
+    k = min(int(folds), min(counts.values()))
     rng = random.Random(seed)
-    by_class: dict[str, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_class.setdefault(label, []).append(index)
-    train: list[int] = []
-    test: list[int] = []
-    for label in sorted(by_class):
-        indices = by_class[label][:]
+    out: list[list[int]] = [[] for _ in range(k)]
+    offset = 0
+    for label in sorted(counts):
+        indices = [i for i, x in enumerate(labels) if x == label]
         rng.shuffle(indices)
-        n_test = min(len(indices) - 1, max(1, round(len(indices) * test_fraction)))
-        test += indices[:n_test]
-        train += indices[n_test:]
-    return sorted(train), sorted(test)
+        for n, index in enumerate(indices):
+            out[(n + offset) % k].append(index)
+        offset += len(indices)
+    return [sorted(fold) for fold in out]
 
 
 def class_weights(labels: Sequence[str], classes: Sequence[str]) -> list[float]:

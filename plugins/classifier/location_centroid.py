@@ -1,9 +1,10 @@
-"""The offline fallback location classifier: nearest centroid over MiniLM embeddings.
+"""The baseline and offline fallback location classifier: nearest centroid over MiniLM
+embeddings, with no training.
 
 Each location type is the mean (renormalised) embedding of its training examples; a text's
-probabilities are a softmax over its cosine similarities to the centroids. Fitted on the
-training side of the same stratified split the fine-tuning job uses, so its held-out metrics
-mean the same thing.
+probabilities are a softmax over its cosine similarities to the centroids. Its held-out
+metrics come from stratified k-fold cross-validation, on the same folds the fine-tuning job
+uses, so the two are compared on the same split.
 """
 
 from __future__ import annotations
@@ -16,9 +17,37 @@ from stnlp.plugins.classifier.labels import (
     Example,
     check_classes,
     classification_metrics,
-    stratified_split,
+    stratified_folds,
 )
 from stnlp.runtime.encoder import SentenceEncoder
+
+BASELINE = "nearest-centroid"
+
+
+def centroids(vectors: torch.Tensor, labels: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """The sorted classes of ``labels`` and one unit centroid per class."""
+    classes = sorted(set(labels))
+    rows = [vectors[torch.tensor([x == c for x in labels])].mean(dim=0) for c in classes]
+    return classes, torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def nearest(vectors: torch.Tensor, classes: Sequence[str], centres: torch.Tensor) -> list[str]:
+    """The class of the nearest centroid for each vector."""
+    return [classes[int(i)] for i in (vectors @ centres.T).argmax(dim=-1)]
+
+
+def cross_validated(
+    vectors: torch.Tensor, labels: Sequence[str], folds: Sequence[Sequence[int]]
+) -> list[str]:
+    """Out-of-fold predictions: each fold predicted by centroids of the other folds."""
+    predicted = [""] * len(labels)
+    for fold in folds:
+        held = set(fold)
+        train = [i for i in range(len(labels)) if i not in held]
+        classes, centres = centroids(vectors[train], [labels[i] for i in train])
+        for i, label in zip(fold, nearest(vectors[list(fold)], classes, centres), strict=True):
+            predicted[i] = label
+    return predicted
 
 
 class CentroidLocationClassifier:
@@ -33,13 +62,8 @@ class CentroidLocationClassifier:
 
     def fit(self, examples: Sequence[Example]) -> CentroidLocationClassifier:
         """Compute one centroid per label from ``examples``."""
-        self.labels = sorted({e.label for e in examples})
         vectors = self.encoder.encode([e.text for e in examples])
-        rows = []
-        for label in self.labels:
-            mask = torch.tensor([e.label == label for e in examples])
-            rows.append(vectors[mask].mean(dim=0))
-        self.centroids = torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+        self.labels, self.centroids = centroids(vectors, [e.label for e in examples])
         return self
 
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
@@ -52,18 +76,19 @@ class CentroidLocationClassifier:
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
 
 
-def fit_with_holdout(
-    encoder: SentenceEncoder, examples: Sequence[Example], test_fraction: float = 0.25
+def fit_with_cv(
+    encoder: SentenceEncoder, examples: Sequence[Example], folds: int = 5, seed: int = 0
 ) -> CentroidLocationClassifier:
-    """Fit on the training side of a stratified split, measure on the held-out side, then refit
-    on everything (the metrics stay those of the held-out evaluation)."""
+    """Fit on every example; ``metrics`` are those of stratified ``folds``-fold CV."""
     labels = [e.label for e in examples]
-    classes = check_classes(labels, test_fraction)
-    train_idx, test_idx = stratified_split(labels, test_fraction)
-    held_out = CentroidLocationClassifier(encoder).fit([examples[i] for i in train_idx])
-    test = [examples[i] for i in test_idx]
-    probs = held_out.probabilities([e.text for e in test])
-    predicted = [held_out.labels[int(i)] for i in probs.argmax(dim=-1)]
-    classifier = CentroidLocationClassifier(encoder).fit(examples)
-    classifier.metrics = classification_metrics([e.label for e in test], predicted, classes)
+    classes = check_classes(labels)
+    split = stratified_folds(labels, folds, seed)
+    vectors = encoder.encode([e.text for e in examples])
+    classifier = CentroidLocationClassifier(encoder)
+    classifier.labels, classifier.centroids = centroids(vectors, labels)
+    predicted = cross_validated(vectors, labels, split)
+    classifier.metrics = {
+        **classification_metrics(labels, predicted, classes),
+        "split": f"{len(split)}-fold stratified CV",
+    }
     return classifier

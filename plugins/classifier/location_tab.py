@@ -1,9 +1,11 @@
 """The "Location classifier" tab: a text in, the top location types with probabilities out.
 
-Model source, in order: the latest published ``classifier-location`` from the registry; a hub
-classifier configured as ``models.classifier-location`` when it is in the local Hugging Face
-cache and has location labels; else the offline fallback, a nearest-centroid classifier over
-MiniLM embeddings of the sample locations. The tab says which one is live and shows its
+Model source, in order: the latest published ``classifier-location`` from the registry, but
+only where its recorded cross-validated metric beats the nearest-centroid baseline measured on
+the same folds (:func:`stnlp.runtime.baseline.judge`); a hub classifier configured as
+``models.classifier-location`` when it is in the local Hugging Face cache and has location
+labels; else the offline fallback, the nearest-centroid classifier itself over MiniLM
+embeddings of the sample locations. The tab says which one is live, why, and shows its
 held-out metrics.
 """
 
@@ -19,9 +21,10 @@ import pandas as pd
 
 from stnlp.common.errors import UserError
 from stnlp.plugins.classifier.labels import examples_from_locations
-from stnlp.plugins.classifier.location_centroid import fit_with_holdout
+from stnlp.plugins.classifier.location_centroid import fit_with_cv
 from stnlp.plugins.classifier.location_model import LocationClassifier
 from stnlp.runtime import logs
+from stnlp.runtime.baseline import judge
 from stnlp.runtime.data import SAMPLE_DIR
 from stnlp.runtime.encoder import shared_encoder
 
@@ -62,43 +65,65 @@ def _hub_classifier(settings) -> LocationClassifier | None:
     return classifier
 
 
+def _verdict(model):
+    """Whether to use the registry version ``model``, and why (``None`` without one)."""
+    if model is None:
+        return None
+    return judge(model.manifest, f"registry {MODEL} {model.version}")
+
+
 def load_source(settings, sample_dir: Path | None = None) -> LocationSource:
-    """The live location classifier: registry, else configured hub model, else the fallback."""
+    """The live location classifier: the registry version where it beats its baseline, else the
+    configured hub model, else the fallback (whose description then says why)."""
     model = _registry_model(settings)
-    if model is not None:
+    verdict = _verdict(model)
+    if verdict is not None and verdict.use:
         try:
             classifier = LocationClassifier.load(model.path)
-            return LocationSource(classifier, f"registry: {MODEL} {model.version}")
+            return LocationSource(
+                classifier, f"registry: {MODEL} {model.version} ({verdict.reason})"
+            )
         except UserError as exc:
             logs.event(log, "registry model unreadable", logging.WARNING, reason=str(exc))
+    why = f"; not the trained version: {verdict.reason}" if verdict and not verdict.use else ""
     hub = _hub_classifier(settings)
     if hub is not None:
-        return LocationSource(hub, f"hub model {settings.models[COMPONENT]}")
+        return LocationSource(hub, f"hub model {settings.models[COMPONENT]}{why}")
     from stnlp.runtime.data import load_locations
 
     folder = (sample_dir or SAMPLE_DIR) / "locations"
     examples = examples_from_locations(load_locations(folder).records)
-    return LocationSource(fit_with_holdout(shared_encoder(), examples), f"{FALLBACK} ({folder})")
+    return LocationSource(fit_with_cv(shared_encoder(), examples), f"{FALLBACK} ({folder}){why}")
 
 
 def model_source(app) -> str:
-    """Which source the tab uses (the hub model is named when configured)."""
+    """Which source the tab uses (the hub model is named when configured), and why."""
     model = _registry_model(app.settings)
-    if model is not None:
-        return f"registry: {MODEL} {model.version}"
+    verdict = _verdict(model)
+    if verdict is not None and verdict.use:
+        return f"registry: {MODEL} {model.version} ({verdict.reason})"
+    why = f"; not the trained version: {verdict.reason}" if verdict else ""
     if app.settings.models.get(COMPONENT):
-        return f"hub model {app.settings.models[COMPONENT]} if cached locally, else {FALLBACK}"
-    return FALLBACK
+        configured = app.settings.models[COMPONENT]
+        return f"hub model {configured} if cached locally, else {FALLBACK}{why}"
+    return FALLBACK + why
 
 
 def metrics_views(metrics: dict) -> tuple[str, pd.DataFrame]:
     """Held-out metrics as a markdown line and the confusion matrix as a table."""
     if not metrics:
         return "No held-out metrics recorded for this model.", pd.DataFrame()
+    split = metrics.get("split", "a held-out split")
     line = (
         f"Held-out accuracy **{metrics['accuracy']:.2f}**, macro-F1 **{metrics['macro_f1']:.2f}** "
-        f"on {metrics['test_examples']} examples."
+        f"on {metrics['test_examples']} examples ({split})."
     )
+    baseline = metrics.get("baseline")
+    if baseline:
+        line += (
+            f" Nearest-centroid baseline on the same folds: accuracy {baseline['accuracy']:.2f}, "
+            f"macro-F1 {baseline['macro_f1']:.2f}."
+        )
     confusion = metrics["confusion_matrix"]
     table = pd.DataFrame(confusion["matrix"], columns=confusion["labels"])
     table.insert(0, "true \\ predicted", confusion["labels"])

@@ -36,7 +36,13 @@ def stnlp_training_jobs(settings):
                 "base_model": settings.model_id(LOCATION, LOCATION_DEFAULTS["base_model"]),
             },
             presets={
-                "tiny": {"base_model": TINY, "epochs": 20, "batch_size": 8, "learning_rate": 3e-3}
+                "tiny": {
+                    "base_model": TINY,
+                    "epochs": 20,
+                    "batch_size": 8,
+                    "learning_rate": 3e-3,
+                    "cv_folds": 3,
+                }  # fmt: skip
             },
             input_datasets=("locations",),
             description="Fine-tunes a sequence classifier (name + description -> location type)",

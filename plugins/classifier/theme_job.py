@@ -13,10 +13,14 @@ import time
 
 from stnlp.common.errors import UserError
 from stnlp.plugins.classifier.defaults import NLI_MODEL_ID, THEME_DEFAULTS
-from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
+from stnlp.plugins.classifier.onnx_encoder import theme_encoder
+from stnlp.plugins.classifier.theme_scorers import (
+    MIN_SIMILARITY,
+    EmbeddingThemeScorer,
+    NliThemeScorer,
+)
 from stnlp.plugins.classifier.theme_scores import corpus_hash, score_corpus
 from stnlp.plugins.classifier.themes import Episode, episodes_from_captions, parse_themes
-from stnlp.runtime.encoder import shared_encoder
 from stnlp.runtime.logs import event
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
@@ -25,10 +29,13 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "themes.json"
 
 
-def make_scorer(method: str, tau: float = 0.05, nli_model: str = NLI_MODEL_ID):
+def make_scorer(
+    method: str, tau: float = 0.05, nli_model: str = NLI_MODEL_ID,
+    min_similarity: float = MIN_SIMILARITY, encoder: str = "onnx",
+):  # fmt: skip
     """The scorer for ``method`` (``embedding`` or ``nli``)."""
     if method == "embedding":
-        return EmbeddingThemeScorer(shared_encoder(), tau=tau)
+        return EmbeddingThemeScorer(theme_encoder(encoder), tau=tau, min_similarity=min_similarity)
     if method == "nli":
         return NliThemeScorer.from_hub(nli_model)
     raise UserError(f"theme method must be 'embedding' or 'nli', got {method!r}")
@@ -49,7 +56,10 @@ def run(ctx: TrainingContext) -> TrainingOutcome:
     source = ctx.dataset("subtitles")
     episodes = episodes_from_captions(load_subtitles(source).records, str(source))
     episodes = _truncate(episodes, int(params["max_sentences_per_episode"]))
-    scorer = make_scorer(params["method"], float(params["tau"]), params["nli_model"])
+    scorer = make_scorer(
+        params["method"], float(params["tau"]), params["nli_model"],
+        float(params["min_similarity"]), params["encoder"],
+    )  # fmt: skip
     started = time.perf_counter()
     result = score_corpus(episodes, themes, scorer, int(params["window"]))
     seconds = time.perf_counter() - started
@@ -61,6 +71,7 @@ def run(ctx: TrainingContext) -> TrainingOutcome:
     }
     (ctx.output_dir / RESULT_FILE).write_text(json.dumps(payload), encoding="utf-8")
     result.per_episode.to_csv(ctx.output_dir / "per_episode.csv")
+    result.distinctive.to_csv(ctx.output_dir / "distinctive.csv")
     result.per_window.to_csv(ctx.output_dir / "per_window.csv", index=False)
     overall = result.overall
     metrics = {
@@ -70,6 +81,10 @@ def run(ctx: TrainingContext) -> TrainingOutcome:
         "sentences_per_second": round(sentences / seconds, 1),
         "top_theme": str(overall.idxmax()),
         "overall": {t: round(float(v), 4) for t, v in overall.items()},
+        "relevant_sentences": int(result.per_episode["relevant"].sum()),
+        "most_distinctive": {
+            episode: str(theme) for episode, theme in result.distinctive.idxmax(axis=1).items()
+        },
     }
     ctx.log_metrics(step=1, **metrics)
     event(log, "themes scored", sentences=sentences, top=metrics["top_theme"])

@@ -1,12 +1,14 @@
 """Two ways to score sentences against themes, both returning a sentences x themes matrix.
 
 - :class:`EmbeddingThemeScorer` (default, offline): one MiniLM pass per batch of sentences,
-  one for the theme descriptions, then cosine similarities. Each sentence's similarities go
-  through a softmax with temperature ``tau`` so a sentence spreads one unit of weight over the
-  themes; scores are comparable across theme lists of the same length.
+  one for the theme descriptions, then cosine similarities. A sentence whose best similarity
+  is below ``min_similarity`` relates to no theme ("Okay.", "No.") and gets a row of zeros: it
+  does not vote. Any other sentence spreads one unit of weight over the themes by a softmax with
+  temperature ``tau``.
 - :class:`NliThemeScorer`: the transformers zero-shot pipeline over an NLI model, as the original
   project ran ``valhalla/distilbart-mnli-12-3``: batches of sentences, every (sentence, theme)
-  pair one NLI forward, ``multi_label=True`` (an independent entailment probability per theme).
+  pair one NLI forward, ``multi_label=True`` (an independent entailment probability per theme;
+  a sentence entailing no theme is all below 0.5).
 """
 
 from __future__ import annotations
@@ -23,23 +25,33 @@ from stnlp.runtime.encoder import SentenceEncoder, load_pretrained
 Progress = Callable[[int], None] | None
 
 
-class EmbeddingThemeScorer:
-    """Softmax over cosine similarities between sentence and theme-description embeddings."""
+MIN_SIMILARITY = 0.15
+"""Below this best cosine a sentence relates to no theme (chosen in docs/benchmarks.md)."""
 
-    def __init__(self, encoder: SentenceEncoder, tau: float = 0.05, batch_size: int = 128):
+
+class EmbeddingThemeScorer:
+    """Softmax over cosine similarities between sentence and theme-description embeddings, for
+    the sentences that relate to some theme at all."""
+
+    def __init__(
+        self, encoder: SentenceEncoder, tau: float = 0.05, batch_size: int = 128,
+        min_similarity: float = MIN_SIMILARITY,
+    ):  # fmt: skip
         self.encoder = encoder
         self.tau = tau
         self.batch_size = batch_size
+        self.min_similarity = min_similarity
 
     @property
     def method(self) -> str:
         """Identifies the method and its settings (part of the cache key)."""
-        return f"embedding:{self.encoder.name}:tau={self.tau}"
+        return f"embedding:{self.encoder.name}:tau={self.tau}:min={self.min_similarity}"
 
     def score(
         self, sentences: Sequence[str], themes: Sequence[str], progress: Progress = None
     ) -> torch.Tensor:
-        """A ``(len(sentences), len(themes))`` tensor; each row sums to 1.
+        """A ``(len(sentences), len(themes))`` tensor; each row sums to 1, or to 0 for a
+        sentence that relates to no theme.
 
         Repeated sentences are embedded once.
         """
@@ -47,7 +59,9 @@ class EmbeddingThemeScorer:
         where = {s: i for i, s in enumerate(unique)}
         vectors = self.encoder.encode(unique, self.batch_size, progress)
         theme_vectors = self.encoder.encode(theme_descriptions(themes))
-        scores = (vectors @ theme_vectors.T / self.tau).softmax(dim=-1)
+        similarity = vectors @ theme_vectors.T
+        relevant = similarity.max(dim=-1, keepdim=True).values >= self.min_similarity
+        scores = (similarity / self.tau).softmax(dim=-1) * relevant
         if progress is not None and len(unique) < len(sentences):
             progress(len(sentences) - len(unique))
         return scores[torch.tensor([where[s] for s in sentences], dtype=torch.long)]

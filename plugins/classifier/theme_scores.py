@@ -1,8 +1,11 @@
 """Theme scores of a corpus per episode and per window of sentences, and their on-disk cache.
 
-An episode's (or a window's) score for a theme is the mean of its sentences' scores. Results are
-cached by a key made of the corpus hash, the theme list with descriptions, the method and the
-window size, so the same question is answered once.
+An episode's (or a window's) score for a theme is the mean of its sentences' scores, where a
+sentence relating to no theme scores 0 everywhere: the score is the share of the episode's
+sentences that are about the theme. ``relevant`` counts the sentences that vote. What is
+*distinctive* about an episode is its score minus the series' (:attr:`ThemeResult.distinctive`).
+Results are cached by a key made of the corpus hash, the theme list with descriptions, the
+method and the window size, so the same question is answered once.
 """
 
 from __future__ import annotations
@@ -27,14 +30,20 @@ class ThemeResult:
 
     themes: list[str]
     method: str
-    per_episode: pd.DataFrame  # index: episode; columns: "sentences", then one per theme
-    per_window: pd.DataFrame  # columns: episode, window, first, last, then one per theme
+    per_episode: pd.DataFrame  # index: episode; "sentences", "relevant", then one per theme
+    per_window: pd.DataFrame  # episode, window, first, last, relevant, then one per theme
 
     @property
     def overall(self) -> pd.Series:
         """Each theme's mean score over every sentence of the corpus."""
         weights = self.per_episode["sentences"]
         return (self.per_episode[self.themes].mul(weights, axis=0)).sum() / weights.sum()
+
+    @property
+    def distinctive(self) -> pd.DataFrame:
+        """Each episode's scores minus the series' (:attr:`overall`): positive where the
+        episode is more about a theme than the series is."""
+        return self.per_episode[self.themes] - self.overall
 
     def to_json(self) -> str:
         """Serialise (for the cache and the theme job's artifact)."""
@@ -87,7 +96,10 @@ def score_corpus(episodes: Sequence[Episode], themes: Sequence[str], scorer, win
     for episode in episodes:
         part = frame.iloc[start : start + len(episode.sentences)]
         start += len(episode.sentences)
-        episode_rows.append({"episode": episode.key, "sentences": len(part), **part.mean()})
+        episode_rows.append(
+            {"episode": episode.key, "sentences": len(part), "relevant": _voting(part),
+             **part.mean()}  # fmt: skip
+        )
         for w, first in enumerate(range(0, len(part), window)):
             chunk = part.iloc[first : first + window]
             window_rows.append(
@@ -96,11 +108,17 @@ def score_corpus(episodes: Sequence[Episode], themes: Sequence[str], scorer, win
                     "window": w,
                     "first": first,
                     "last": first + len(chunk) - 1,
+                    "relevant": _voting(chunk),
                     **chunk.mean(),
                 }
             )
     per_episode = pd.DataFrame(episode_rows).set_index("episode")
     return ThemeResult(themes, scorer.method, per_episode, pd.DataFrame(window_rows))
+
+
+def _voting(frame: pd.DataFrame) -> int:
+    """How many sentences (rows) relate to some theme."""
+    return int((frame.sum(axis=1) > 0).sum())
 
 
 class ThemeCache:

@@ -19,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from stnlp.common.errors import UserError
+from stnlp.plugins.classifier.onnx_encoder import theme_encoder
 from stnlp.plugins.classifier.theme_job import RESULT_FILE
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from stnlp.plugins.classifier.theme_scores import ThemeCache, ThemeResult, corpus_hash
@@ -30,7 +31,6 @@ from stnlp.plugins.classifier.themes import (
 )
 from stnlp.runtime import logs
 from stnlp.runtime.data import SAMPLE_DIR
-from stnlp.runtime.encoder import shared_encoder
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _live_scorer(model_id: str | None):
             return NliThemeScorer.from_hub(model_id), f"hub model {model_id} (NLI zero-shot)"
         except UserError as exc:
             logs.event(log, "NLI model unavailable", logging.INFO, reason=str(exc))
-    return EmbeddingThemeScorer(shared_encoder()), EMBEDDING
+    return EmbeddingThemeScorer(theme_encoder()), EMBEDDING
 
 
 def theme_scores(settings, episodes, themes, window=20, cache: ThemeCache | None = None):
@@ -106,12 +106,21 @@ def theme_scores(settings, episodes, themes, window=20, cache: ThemeCache | None
     return result, f"{name} ({'cached' if hit else 'computed now'})"
 
 
-def views(result: ThemeResult) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The bar chart frame (theme, score) and the per-episode table, rounded."""
+def views(result: ThemeResult) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The bar chart frame (theme, score), the per-episode table of absolute scores with each
+    episode's top and most distinctive theme, and the table of scores minus the series'."""
     overall = result.overall
     bars = pd.DataFrame({"theme": list(overall.index), "score": overall.to_numpy()})
-    table = result.per_episode.round(3).reset_index()
-    return bars, table
+    scores = result.per_episode[result.themes]
+    lift = result.distinctive
+    table = result.per_episode[["sentences", "relevant"]].copy()
+    table["top"] = scores.idxmax(axis=1)
+    table["most distinctive"] = [
+        f"{theme} ({lift.loc[episode, theme]:+.3f})"
+        for episode, theme in lift.idxmax(axis=1).items()
+    ]
+    table = table.join(scores.round(3)).reset_index()
+    return bars, table, lift.round(3).reset_index()
 
 
 def model_source(app) -> str:
@@ -143,7 +152,14 @@ def build_tab(app) -> None:
         with gr.Column(scale=2):
             status = gr.Markdown()
             chart = gr.BarPlot(x="theme", y="score", title="Theme scores", y_lim=[0, None])
-            table = gr.Dataframe(label="Scores per episode", interactive=False)
+            table = gr.Dataframe(
+                label="Scores per episode (share of sentences about each theme)",
+                interactive=False,
+            )
+            distinct = gr.Dataframe(
+                label="What is distinctive: each episode's scores minus the series'",
+                interactive=False,
+            )
 
     def run(choice, uploaded, chosen, extra, size):
         try:
@@ -152,7 +168,10 @@ def build_tab(app) -> None:
             result, source = theme_scores(app.settings, episodes, themes, int(size))
         except UserError as exc:
             raise gr.Error(str(exc)) from exc
-        bars, per_episode = views(result)
-        return f"**Source:** {source}", bars, per_episode
+        bars, per_episode, lift = views(result)
+        relevant = int(result.per_episode["relevant"].sum())
+        total = int(result.per_episode["sentences"].sum())
+        note = f"{relevant} of {total} sentences relate to a theme; the others do not vote."
+        return f"**Source:** {source}. {note}", bars, per_episode, lift
 
-    button.click(run, [corpus, files, themes, custom, window], [status, chart, table])
+    button.click(run, [corpus, files, themes, custom, window], [status, chart, table, distinct])

@@ -15,12 +15,14 @@ from typing import Any
 import networkx as nx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stnlp.common.errors import DataError
 from stnlp.plugins.network.corpus import Episode, episodes_from_captions
 from stnlp.plugins.network.graph import add_episode, annotate
-from stnlp.plugins.network.names import CharacterIndex
-from stnlp.plugins.network.ner import load_ner, persons_per_sentence
+from stnlp.plugins.network.mentions import MentionFinder, characters_per_text
+from stnlp.plugins.network.ner import load_ner
 from stnlp.plugins.network.params import NetworkParams
 from stnlp.runtime import logs
+from stnlp.runtime.data.names import CharacterNames
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class NetworkBuild:
     episodes: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    mentions: int = 0
 
     def info(self, params: NetworkParams) -> dict[str, Any]:
         """Parameters, episodes and notices: the non-graph part of the JSON export."""
@@ -51,6 +54,7 @@ class NetworkBuild:
             "communities": len({c for _, c in self.graph.nodes(data="community")}),
             "episodes": len(self.episodes),
             "sentences": sentences,
+            "mentions": self.mentions,
             "empty_episodes": sum(1 for e in self.episodes if e["characters"] == 0),
             "notices": list(self.notices),
             "seconds": round(self.seconds, 3),
@@ -65,16 +69,19 @@ def build_network(
     source: str = "characters",
     progress: bool | None = None,
 ) -> NetworkBuild:
-    """NER over every episode's sentences, co-occurrence in the window, the annotated graph.
+    """Character mentions in every episode's sentences (see :mod:`stnlp.plugins.network.mentions`),
+    co-occurrence in the window, the annotated graph.
 
     ``captions`` are ``stnlp.runtime.data.Caption`` records, ``characters`` ``Character`` records
     (``source`` names their file in errors). An episode naming no character adds nothing to
     the graph and a notice to the result. ``progress`` shows a bar (default: on a terminal).
     """
     started = time.perf_counter()
-    index = CharacterIndex.from_names((c.name for c in characters), source)
+    names = CharacterNames.from_records(characters)
+    if not names.names:
+        raise DataError(f"{source}: no characters to build the network from")
     episodes = episodes_from_captions(captions)
-    nlp = load_ner(params.spacy_model, index)
+    finder = MentionFinder(names, load_ner(params.spacy_model))
     build = NetworkBuild(nx.Graph())
     total = sum(len(e.sentences) for e in episodes)
     show = sys.stderr.isatty() if progress is None else progress
@@ -86,19 +93,20 @@ def build_network(
     )
     with Progress(*columns, disable=not show, transient=True) as bar:
         task = bar.add_task("NER over sentences", total=total)
-        names = persons_per_sentence(
-            nlp,
+        mentions = finder.find(
             [s for episode in episodes for s in episode.sentences],
-            index,
-            params.keep_unknown,
-            params.batch_size,
-            params.n_process,
+            context=params.window,
+            keep_unknown=params.keep_unknown,
+            batch_size=params.batch_size,
+            n_process=params.n_process,
             on_progress=lambda n: bar.advance(task, n),
         )
+    found = characters_per_text(mentions)
+    build.mentions = sum(len(m) for m in mentions)
     start = 0
     for episode in episodes:
         end = start + len(episode.sentences)
-        _record_episode(build, episode, names[start:end], params.window)
+        _record_episode(build, episode, found[start:end], params.window)
         start = end
     annotate(build.graph, params.seed)
     build.seconds = time.perf_counter() - started

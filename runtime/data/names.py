@@ -40,6 +40,7 @@ _POSSESSIVE = re.compile(r"['’]s?$", re.IGNORECASE)
 _PAREN = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 _PERSON_WORD = re.compile(r"^[A-Z][a-zA-Z'’-]*$")
+_NAME_WORD = re.compile(r"^(?:[A-Z][a-zA-Z'’-]*\.?|[A-Z]\.|\d+)$")
 
 
 def name_key(text: str) -> str:
@@ -65,6 +66,19 @@ def _person_words(name: str) -> list[str]:
     return [key for key in keys if key not in HONORIFICS]
 
 
+def is_person_name(name: str) -> bool:
+    """Whether ``name`` is written like a person's or creature's name (``Jim Hopper``,
+    ``Eleven``, ``Tommy H.``), not a role, a relation or a group (``Principal``, ``Billy's
+    mother``, ``Minor Characters/Season 2``, ``Freak!``)."""
+    words = name.split()
+    if not words or not all(_NAME_WORD.match(w) and not _POSSESSIVE.search(w) for w in words):
+        return False
+    keys = name_key(name).split()
+    while len(keys) > 1 and keys[0] in HONORIFICS:  # "Officer Powell" is Powell
+        keys = keys[1:]
+    return not (set(keys) & ROLE_WORDS) and not (len(keys) == 1 and keys[0] in HONORIFICS)
+
+
 def _aliases(record: Any) -> list[str]:
     listed = (getattr(record, "fields", None) or {}).get("aliases") or []
     if isinstance(listed, str):
@@ -79,6 +93,9 @@ class CharacterNames:
     names: tuple[str, ...]
     keys: Mapping[str, tuple[str, ...]]  # key -> its owners; one owner means unambiguous
     explicit: frozenset[str]  # keys that are a full name or a listed alias
+    persons: frozenset[str] = frozenset()  # canonical names written like a person's name
+    surnames: frozenset[str] = frozenset()  # one-word keys that are some character's surname
+    name_forms: frozenset[str] = frozenset()  # keys written like a name (not "Principal")
 
     @classmethod
     def from_records(cls, records: Iterable[Any]) -> CharacterNames:
@@ -86,19 +103,33 @@ class CharacterNames:
         names: list[str] = []
         explicit: dict[str, set[str]] = defaultdict(set)
         derived: dict[str, set[str]] = defaultdict(set)
+        persons: set[str] = set()
+        surnames: set[str] = set()
+        name_forms: set[str] = set()
         for record in records:
             name = " ".join(str(record.name).split())
             if not name_key(name):
                 continue
             names.append(name)
-            for written in [name, *_aliases(record)]:
+            written_forms = [name, *_aliases(record)]
+            for written in written_forms:
                 explicit[name_key(written)].add(name)
+                if is_person_name(written):
+                    name_forms.add(name_key(written))
             words = _person_words(name)
             for word in {words[0], words[-1]} if words else ():
                 derived[word].add(name)
+            if is_person_name(name):
+                persons.add(name)
+                surnames.update(
+                    w[-1] for f in written_forms if len(f.split()) > 1 and (w := _person_words(f))
+                )
         keys = {key: tuple(sorted(owners)) for key, owners in derived.items()}
         keys.update({key: tuple(sorted(owners)) for key, owners in explicit.items()})
-        return cls(tuple(dict.fromkeys(names)), keys, frozenset(explicit))
+        return cls(
+            tuple(dict.fromkeys(names)), keys, frozenset(explicit), frozenset(persons),
+            frozenset(surnames), frozenset(name_forms | set(derived)),
+        )  # fmt: skip
 
     def owners(self, text: str) -> tuple[str, ...]:
         """Every character ``text`` may name (several for a shared surname), else ``()``."""
@@ -110,8 +141,19 @@ class CharacterNames:
             return self.owners(" ".join(words[1:]))
         if len(words) > 1:  # "Mike Wheeler" for "Michael 'Mike' Wheeler"
             holders = [n for n in self.names if set(words) <= set(name_key(n).split())]
-            return tuple(holders)
+            return tuple(holders) or self._common_owners(words)
         return ()
+
+    def _common_owners(self, words: list[str]) -> tuple[str, ...]:
+        """The characters every word names (``Maxine Mayfield``: ``Maxine`` and ``Mayfield``
+        both name Max Mayfield), or ``()`` when some word names nobody."""
+        common: set[str] | None = None
+        for word in dict.fromkeys(words):
+            owners = set(self.keys.get(word, ()))
+            common = owners if common is None else common & owners
+            if not common:
+                return ()
+        return tuple(sorted(common or ()))
 
     def resolve(self, text: str) -> str | None:
         """The one character ``text`` names, or ``None`` (unknown, or shared by several)."""
