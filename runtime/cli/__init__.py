@@ -8,6 +8,7 @@ import click
 
 from stnlp.common.errors import UserError
 from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its commands)
+    chat,
     cloud,
     cost,
     data,
