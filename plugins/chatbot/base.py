@@ -16,7 +16,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def _slug(model_id: str) -> str:
     return model_id.replace("/", "--")
 
 
+@contextmanager
+def _memoised_gguf() -> Iterator[None]:
+    """Memoise two pure ``gguf`` calls while transformers converts a GGUF file: it builds the
+    same tensor-name table once per module of the model (about 400 times for SmolLM2), and
+    parses the whole file (vocabulary and merges included) once each for the tokenizer, the
+    config and the weights. Together they were most of the conversion time."""
+    import gguf
+
+    originals = gguf.get_tensor_name_map, gguf.GGUFReader
+    gguf.get_tensor_name_map = lru_cache(maxsize=None)(originals[0])
+    gguf.GGUFReader = lru_cache(maxsize=2)(originals[1])
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map, gguf.GGUFReader = originals
+
+
 def converted_dir(model_id: str) -> Path:
     """The safetensors folder of packaged ``model_id``, converted from its GGUF on first use.
 
@@ -87,22 +105,23 @@ def converted_dir(model_id: str) -> Path:
     target = base_cache_dir() / _slug(model_id)
     if (target / "config.json").is_file():
         return target
-    gguf = packaged_gguf(model_id)
-    if gguf is None:
+    source = packaged_gguf(model_id)
+    if source is None:
         raise UserError(
             f"base model {model_id!r} needs its package: {PACKAGED[model_id].install} "
             "(`make demo` and `make test` install it)"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    event(log, "converting packaged model", model=model_id, gguf=str(gguf), to=str(target))
+    event(log, "converting packaged model", model=model_id, gguf=str(source), to=str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
+        with _memoised_gguf():
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.parent, gguf_file=source.name, dtype=torch.float32
+            )
         # dequantized already; the GGUF quantizer marker would make save_pretrained refuse
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
