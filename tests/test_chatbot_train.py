@@ -18,6 +18,7 @@ from stnlp.plugins.chatbot.infer import (
     OFFLINE,
     ModelChat,
     clean_reply,
+    may_become_label,
     offline_responder,
     reply_stream,
     resolve_sources,
@@ -182,7 +183,7 @@ def test_eval_report_compares_base_adapter_retrieval_and_offline(trained, regist
 
     from stnlp.runtime.cli.evaluate import report_table
 
-    console = Console(width=200, record=True)
+    console = Console(width=200, record=True, file=io.StringIO())
     console.print(report_table("chatbot-llama", report))
     text = console.export_text().splitlines()
     [header] = [line.split("┃")[1:-1] for line in text if line.startswith("┃")]
@@ -255,6 +256,8 @@ def test_replies_are_one_line_without_the_speaker_label():
     assert clean_reply("Mike: Yes.", "Mike Wheeler") == "Yes."
     assert clean_reply("Mike: Yes.", "Eleven") == "Mike: Yes."  # another's label stays
     assert clean_reply("\n\n", "Eleven") == ""
+    assert may_become_label("Ele", "Eleven") and may_become_label(" mike", "Mike Wheeler")
+    assert not may_become_label("Eleven: I", "Eleven") and not may_become_label("Eggos", "Eleven")
 
 
 def test_a_run_that_trains_on_nothing_fails_and_publishes_nothing(registry, data_dir, tmp_path):

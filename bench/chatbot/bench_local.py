@@ -11,6 +11,9 @@ What `stnlp demo` does for each chatbot job, timed, then `stnlp eval` on every h
     python bench/chatbot/bench_local.py --out docs/benchmarks-chatbot-local.json
 
 The machine's load is recorded beside every time: on shared cores, times are pessimistic.
+``--threads 1`` runs torch (here and in the training subprocesses) on one thread: on cores
+other processes are using, two threads mostly wait for each other. The JSON is rewritten after
+every stage, so a long run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -74,7 +77,12 @@ def main() -> None:
     parser.add_argument("--jobs", default="chatbot-llama,chatbot-qwen")
     parser.add_argument("--limit", type=int, default=1000, help="held-out lines to evaluate")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--no-eval", action="store_true", help="time the jobs only")
     args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocesses too
+        torch.set_num_threads(args.threads)
     from stnlp.plugins.chatbot.evaluate import evaluate
     from stnlp.runtime.store import open_stores
     from stnlp.runtime.upload import upload_path
@@ -82,6 +90,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="stnlp-bench-local-"))
     result = {
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "command": " ".join(sys.argv),
                     "torch": torch.__version__, "python": platform.python_version()},
         "conversion": convert(work / "base-models"),
         "jobs": {},
@@ -91,10 +100,19 @@ def main() -> None:
     registry = build_plugin_manager(settings)
     stores = open_stores(settings)
     upload_path(SAMPLE_DIR, stores.datasets, progress=False)
+
+    def save() -> None:
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+    save()
     for job in args.jobs.split(","):
         spec = registry.job(job)
         result["jobs"][job] = train_job(spec, settings, stores)
         print(job, json.dumps(result["jobs"][job]["heldout"]), flush=True)
+        save()
+        if args.no_eval:
+            continue
         before, started = load(), time.perf_counter()
         report = evaluate(settings, spec, SAMPLE_DIR, limit=args.limit, preset="local")
         report["summary"].update(seconds=round(time.perf_counter() - started, 1),
@@ -102,10 +120,8 @@ def main() -> None:
         result["eval"][job] = report
         for name, row in report.items():
             print(f"  {name}: {row}", flush=True)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+        save()
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ answers and why the ones before it do not.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from stnlp.common.errors import UserError
 from stnlp.plugins.chatbot import artifacts
 from stnlp.plugins.chatbot.base import device_and_dtype, is_available
 from stnlp.plugins.chatbot.base import load_pretrained as load_base_model
-from stnlp.plugins.chatbot.catalog import SMOLLM2, TINY
+from stnlp.plugins.chatbot.catalog import PACKAGED, TINY
 from stnlp.plugins.chatbot.data import (
     DESCRIPTION_WORDS,
     build_turns,
@@ -93,16 +92,27 @@ class Chain:
         return "; ".join([text, *self.notes])
 
 
+def _labels(name: str) -> list[str]:
+    """The speaker labels a model may put before ``name``'s reply: ``Mike Wheeler:``, ``Mike:``."""
+    return [f"{label}:".casefold() for label in dict.fromkeys([name, *name.split()[:1]]) if label]
+
+
 def clean_reply(text: str, name: str = "") -> str:
     """A generated reply as one line of dialogue: the first line, without a leading
     ``Name:`` label the model may imitate from the scene format."""
     line = text.strip().split("\n", 1)[0].strip()
-    words = [w for w in name.split() if w]
-    for label in [name, *words[:1]]:
-        if label and line.casefold().startswith(f"{label.casefold()}:"):
-            line = line[len(label) + 1 :].strip()
-            break
-    return re.sub(r"^[\"“](.*)[\"”]$", r"\1", line).strip()
+    for label in _labels(name):
+        if line.casefold().startswith(label):
+            return line[len(label) :].strip()
+    return line
+
+
+def may_become_label(text: str, name: str) -> bool:
+    """Whether a reply still being generated could turn out to start with ``name``'s label
+    (``Ele`` may become ``Eleven:``): a stream holds such text back, so what it shows only
+    ever grows."""
+    start = text.strip().casefold()
+    return bool(start) and any(label.startswith(start) for label in _labels(name))
 
 
 def trim_history(tokenizer, messages: list[dict], max_tokens: int) -> list[dict]:
@@ -178,12 +188,13 @@ class ModelChat:
         for piece in streamer:
             raw += piece
             reply = clean_reply(raw, name)
-            if reply and reply != shown:
+            if reply and reply != shown and not may_become_label(raw, name):
                 shown = reply
                 yield reply
         worker.join()
-        if shown is None:
-            yield ""
+        final = clean_reply(raw, name)
+        if shown is None or final != shown:
+            yield final
 
     @torch.no_grad()
     def _generate(self, **kwargs) -> None:
@@ -256,7 +267,7 @@ def base_source(configured: str, trained_on: str | None = None) -> Source | None
     (never ``tiny``: random weights are no base to chat with)."""
     for model_id in dict.fromkeys(m for m in (trained_on, configured) if m):
         if model_id != TINY and is_available(model_id):
-            where = "packaged" if model_id == SMOLLM2 else "local cache"
+            where = "packaged" if model_id in PACKAGED else "local cache"
             return Source("base", f"untuned base {model_id} ({where})", model_id, "", model_id)
     return None
 
