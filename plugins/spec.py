@@ -137,7 +137,8 @@ class JobSpec:
     :class:`stnlp.runtime.training.TrainingContext` and returns a
     :class:`stnlp.runtime.training.TrainingOutcome`. ``presets`` maps a preset name (``tiny`` for
     tests and the local demo) to hyperparameter overrides. ``output_model`` names the registry
-    model the job's output directory is published to.
+    model the job's output directory is published to. ``evaluator`` and ``chat`` are optional
+    ``"module:function"`` names run by ``stnlp eval JOB`` and ``stnlp chat``.
     """
 
     name: str
@@ -153,6 +154,7 @@ class JobSpec:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     input_datasets: tuple[str, ...] = ()
     evaluator: str | None = None
+    chat: str | None = None
     description: str = ""
     hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
 

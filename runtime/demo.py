@@ -1,7 +1,9 @@
-"""The one-command local demo: sample data -> tiny models through the local backend -> interface.
+"""The one-command local demo: sample data -> small models through the local backend -> interface.
 
-No cloud and no network: the datasets go into the local store, every job with a ``tiny`` preset
-trains as a local subprocess and publishes to the local registry. Each trained model is
+No cloud and no network: the datasets go into the local store, and every job with a demo preset
+trains as a local subprocess and publishes to the local registry. A job's demo preset is
+``local`` where it has one (a real model that trains on a CPU in minutes: the chatbots'
+SmolLM2-135M-Instruct), else ``tiny``. Each trained model is
 fingerprinted from its input files' sha256, its job spec and its preset; the fingerprints live
 in the results store at ``<stack>/demo/fingerprints.json``, so a rerun reuses a model unless its
 data or configuration changed or its version is no longer the registry's latest.
@@ -25,12 +27,18 @@ from stnlp.runtime.store import NotFoundError, Stores, open_stores, sha256_file
 
 log = logging.getLogger(__name__)
 
-PRESET = "tiny"
+PRESETS = ("local", "tiny")
+"""The demo's presets in order of preference: a job trains on the first one it has."""
+
+
+def demo_preset(spec: JobSpec, presets: tuple[str, ...] = PRESETS) -> str | None:
+    """The first of ``presets`` that ``spec`` has, or ``None`` (the demo skips the job)."""
+    return next((name for name in presets if name in spec.presets), None)
 
 
 @dataclass(frozen=True)
 class DemoJob:
-    """What the demo did with one job: ``trained``, ``reused`` or ``skipped`` (no tiny preset)."""
+    """What the demo did with one job: ``trained``, ``reused`` or ``skipped`` (no demo preset)."""
 
     job: str
     model: str
@@ -51,7 +59,7 @@ def data_fingerprint(data_dir: Path, datasets: tuple[str, ...]) -> dict[str, str
     return hashes
 
 
-def job_fingerprint(spec: JobSpec, data_dir: Path, preset: str = PRESET) -> str:
+def job_fingerprint(spec: JobSpec, data_dir: Path, preset: str = "tiny") -> str:
     """sha256 over the job's input files, its spec and its preset's hyperparameters."""
     material = {
         "data": data_fingerprint(data_dir, spec.input_datasets),
@@ -99,11 +107,11 @@ def _latest(stores: Stores, model: str) -> str | None:
     return ModelRegistry(stores.models).latest(model)
 
 
-def _train(spec: JobSpec, settings: Settings, stores: Stores) -> str:
+def _train(spec: JobSpec, settings: Settings, stores: Stores, preset: str) -> str:
     from stnlp.runtime.backends import get_backend
     from stnlp.runtime.runs import load_run
 
-    run_id = get_backend("local")(spec, settings, stores=stores, preset=PRESET, progress=True)
+    run_id = get_backend("local")(spec, settings, stores=stores, preset=preset, progress=True)
     record = load_run(stores, settings.stack, run_id).record
     if record.get("result") != "succeeded":
         why = record.get("error") or record.get("result")
@@ -115,9 +123,14 @@ def _train(spec: JobSpec, settings: Settings, stores: Stores) -> str:
 
 
 def train_all(
-    settings: Settings, registry, data_dir: Path = SAMPLE_DIR, retrain: bool = False
+    settings: Settings,
+    registry,
+    data_dir: Path = SAMPLE_DIR,
+    retrain: bool = False,
+    presets: tuple[str, ...] = PRESETS,
 ) -> list[DemoJob]:
-    """Load ``data_dir`` into the local store and train (or reuse) every job's tiny model."""
+    """Load ``data_dir`` into the local store and train (or reuse) every job's demo model
+    (its first preset of ``presets``; the tests pass ``("tiny",)``)."""
     if settings.uses_s3:
         raise UserError("stnlp demo runs on a local store only: unset STNLP_STORE=s3")
     if not data_dir.is_dir():
@@ -127,11 +140,12 @@ def train_all(
     book = FingerprintBook(stores, settings.stack)
     done = []
     for spec in registry.job_specs():
-        if PRESET not in spec.presets:
-            logs.event(log, "no tiny preset, not trained", job=spec.name)
+        preset = demo_preset(spec, presets)
+        if preset is None:
+            logs.event(log, "no demo preset, not trained", job=spec.name, presets=presets)
             done.append(DemoJob(spec.name, spec.output_model, "skipped", None, None))
             continue
-        fingerprint = job_fingerprint(spec, data_dir)
+        fingerprint = job_fingerprint(spec, data_dir, preset)
         known = book.read().get(spec.name, {})
         latest = _latest(stores, spec.output_model)
         unchanged = known.get("fingerprint") == fingerprint and known.get("version") == latest
@@ -139,7 +153,7 @@ def train_all(
             logs.event(log, "reusing model", job=spec.name, version=latest)
             done.append(DemoJob(spec.name, spec.output_model, "reused", latest, fingerprint))
             continue
-        version = _train(spec, settings, stores)
+        version = _train(spec, settings, stores, preset)
         entry = {"fingerprint": fingerprint, "model": spec.output_model, "version": version}
         book.record(spec.name, entry)
         done.append(DemoJob(spec.name, spec.output_model, "trained", version, fingerprint))

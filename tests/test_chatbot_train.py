@@ -1,30 +1,35 @@
-"""Chatbot training (tiny preset) end to end: resume, artifacts, streaming, offline, eval."""
+"""Chatbot training (tiny preset) end to end: resume, artifacts, streaming, offline, eval,
+the held-out comparison that decides the source, failures, and `stnlp chat`."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import gradio as gr
 import pytest
 import torch
 
+from stnlp.common.errors import UserError
 from stnlp.common.settings import Settings
 from stnlp.plugins.chatbot import artifacts
 from stnlp.plugins.chatbot.data import encode_all, load_split
 from stnlp.plugins.chatbot.infer import (
     OFFLINE,
     ModelChat,
-    describe_sources,
+    clean_reply,
+    may_become_label,
     offline_responder,
+    reply_stream,
     resolve_sources,
-    source_for,
     trim_history,
 )
-from stnlp.plugins.chatbot.tab import respond
-from stnlp.plugins.chatbot.train import held_out_loss, train
+from stnlp.plugins.chatbot.loss import held_out_loss
+from stnlp.plugins.chatbot.train import train
 from stnlp.plugins.manager import build_plugin_manager
+from stnlp.runtime.baseline import judge
 from stnlp.runtime.cli import main
-from stnlp.runtime.registry import ModelRegistry
+from stnlp.runtime.registry import ModelRegistry, fetch_latest
 from stnlp.runtime.store import open_stores
 from stnlp.runtime.training import TrainingContext
 from stnlp.runtime.ui import AppContext, build_app
@@ -137,7 +142,20 @@ def test_offline_responder_answers_with_a_real_line(data_dir):
     assert responder.reply(scene) in followed and len(followed) < len(set(ELEVEN_LINES))
 
 
-def test_eval_report_for_adapter_and_offline(trained, registry, data_dir, capsys):
+def test_training_records_the_judge_comparison_with_the_untuned_base(trained):
+    _, _, outcome = trained
+    record, rows = outcome.metrics["heldout"], outcome.metrics["quality"]
+    assert record["metric"] == "judge_score" and record["baseline"] == "untuned base"
+    assert record["value"] == rows["adapter"]["judge_score"]
+    assert record["baseline_value"] == rows["untuned base"]["judge_score"]
+    assert record["split"].startswith("held-out episodes S01E04") and record["examples"] == 8
+    offline = rows["offline responder"]
+    assert 0 <= offline["judge_score"] <= 1 and offline["loss"] is None and "bleu" in offline
+    assert outcome.metrics["held_out_loss"] == rows["adapter"]["loss"]
+
+
+def test_eval_report_compares_base_adapter_retrieval_and_offline(trained, registry, data_dir,
+                                                                 capsys):  # fmt: skip
     ctx, _, _ = trained
     from stnlp.plugins.chatbot.evaluate import evaluate
 
@@ -149,28 +167,35 @@ def test_eval_report_for_adapter_and_offline(trained, registry, data_dir, capsys
         model_dir=ctx.output_dir,
         preset="tiny",
     )
-    assert report["summary"]["held_out_lines"] == 5
-    assert report["adapter"]["perplexity"] == pytest.approx(
-        torch.exp(torch.tensor(report["adapter"]["loss"])).item(), rel=1e-2
-    )
-    assert 0 <= report["adapter"]["bleu"] <= 100 and report["offline responder"]["loss"] is None
-    main(
-        [
-            "eval",
-            "chatbot-llama",
-            "--data",
-            str(data_dir),
-            "--model-dir",
-            str(ctx.output_dir),
-            "--preset",
-            "tiny",
-            "--limit",
-            "3",
-            "--json",
-        ]
-    )
+    rows = ["untuned base", "untuned base + retrieval", "adapter", "adapter + retrieval"]
+    assert set(report) == {"summary", *rows, "offline responder", "actual line"}
+    assert report["summary"]["split"] == "held-out episodes S01E04 (5 lines of Eleven)"
+    for row in rows:
+        assert report[row]["perplexity"] == pytest.approx(
+            torch.exp(torch.tensor(report[row]["loss"])).item(), rel=1e-2
+        )
+        assert 0 <= report[row]["bleu"] <= 100 and 0 <= report[row]["rouge_l"] <= 100
+        assert 0 <= report[row]["judge_score"] <= 1
+    # the prompt with retrieved lines is another prompt: the adapter's loss differs with it
+    assert report["adapter"]["loss"] != report["adapter + retrieval"]["loss"]
+    assert report["offline responder"]["loss"] is None
+    from rich.console import Console
+
+    from stnlp.runtime.cli.evaluate import report_table
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(report_table("chatbot-llama", report))
+    text = console.export_text().splitlines()
+    [header] = [line.split("┃")[1:-1] for line in text if line.startswith("┃")]
+    assert [cell.strip() for cell in header] == [
+        "source", "loss", "perplexity", "rouge_l", "bleu", "judge_score"
+    ]  # fmt: skip
+    names = [line.split("│")[1].strip() for line in text if line.startswith("│")]
+    assert names == [*rows, "offline responder", "actual line"]
+    main(["eval", "chatbot-llama", "--data", str(data_dir), "--model-dir", str(ctx.output_dir),
+          "--preset", "tiny", "--limit", "2", "--json"])  # fmt: skip
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"summary", "offline responder", "adapter"}
+    assert printed["summary"]["split"] == "held-out episodes S01E04 (2 lines of Eleven)"
 
 
 def test_tab_builds_and_says_the_offline_source_is_live(registry):
@@ -182,30 +207,131 @@ def test_tab_builds_and_says_the_offline_source_is_live(registry):
     assert any(isinstance(b, gr.Chatbot) for b in blocks.blocks.values())
 
 
-def test_the_adapter_speaks_only_as_its_character(trained, data_dir, tmp_path):
+def _publish(settings, folder, heldout_record):
+    models = ModelRegistry(open_stores(settings).models)
+    return models.publish(
+        "chatbot-llama", folder, base_model="tiny", metrics={"heldout": heldout_record}
+    )
+
+
+def _record(value, base_value):
+    return {"metric": "judge_score", "value": value, "baseline": "untuned base",
+            "baseline_value": base_value, "higher_is_better": True, "split": "S01E04"}  # fmt: skip
+
+
+def test_the_adapter_is_used_only_where_it_beats_the_base_and_only_as_its_character(
+    trained, data_dir, tmp_path
+):
     ctx, _, _ = trained
     settings = Settings(store=str(tmp_path / "store"))
-    version = ModelRegistry(open_stores(settings).models).publish(
-        "chatbot-llama", ctx.output_dir, base_model="tiny"
-    )
+    version = _publish(settings, ctx.output_dir, _record(0.5, 0.25))
     chain = resolve_sources(settings, "chatbot-llama", "example/not-in-the-cache")
-    assert [(s.kind, s.character) for s in chain] == [("registry", "Eleven"), ("offline", "")]
-    assert source_for(chain, "eleven") is chain[0] and source_for(chain, "Mike") is OFFLINE
-    assert describe_sources(chain) == (
+    assert [(s.kind, s.character) for s in chain.sources] == [
+        ("registry", "Eleven"),
+        ("offline", ""),
+    ]
+    assert chain.for_character("Eleven") is chain.sources[0]
+    assert chain.for_character("Mike") is OFFLINE
+    assert chain.describe() == (
         f"registry chatbot-llama version {version} (trained for Eleven); "
         f"other characters: {OFFLINE.label}"
     )
     folders = {name: data_dir / name for name in ("transcripts", "characters")}
-    replies = list(respond(OFFLINE, folders, "Where is Will?", [], "Mike", 0.0, 0.9, 8))
+    replies = list(reply_stream(OFFLINE, folders, "Mike", "Where is Will?"))
     assert len(replies) == 1 and replies[0] in OTHERS["Mike"]
+    # a newer version that loses to the untuned base on the judge score is passed over
+    worse = _publish(settings, ctx.output_dir, _record(0.25, 0.5))
+    chain = resolve_sources(settings, "chatbot-llama", "example/not-in-the-cache")
+    assert chain.sources == (OFFLINE,)  # the tiny base is no base to chat with
+    manifest = fetch_latest(settings, "chatbot-llama").manifest
+    assert manifest["version"] == worse and not judge(manifest).use
+    assert "does not beat untuned base's 0.5 on S01E04" in chain.describe()
+    assert chain.describe().startswith(OFFLINE.label + "; not using registry chatbot-llama")
+
+
+def test_replies_are_one_line_without_the_speaker_label():
+    assert clean_reply("Eleven: Friends don't lie.\nMike: Okay.", "Eleven") == "Friends don't lie."
+    assert clean_reply("  eleven:  Promise? ", "Eleven") == "Promise?"
+    assert clean_reply("Mike Wheeler: Yes.", "Mike Wheeler") == "Yes."
+    assert clean_reply("Mike: Yes.", "Mike Wheeler") == "Yes."
+    assert clean_reply("Mike: Yes.", "Eleven") == "Mike: Yes."  # another's label stays
+    assert clean_reply("\n\n", "Eleven") == ""
+    assert may_become_label("Ele", "Eleven") and may_become_label(" mike", "Mike Wheeler")
+    assert not may_become_label("Eleven: I", "Eleven") and not may_become_label("Eggos", "Eleven")
+
+
+def test_a_run_that_trains_on_nothing_fails_and_publishes_nothing(registry, data_dir, tmp_path):
+    """Before: every sample was dropped, 0 steps, NaN loss, "succeeded", an untrained adapter
+    published as latest."""
+    from stnlp.runtime.backends import get_backend
+    from stnlp.runtime.runs import load_run
+
+    settings = Settings(store=str(tmp_path / "store"))
+    stores = open_stores(settings)
+    for name in ("transcripts", "characters"):
+        stores.datasets.sync_up(data_dir / name, f"raw/{name}")
+    overrides = {"max_sample_tokens": 8, "min_lines": 10}
+    run_id = get_backend("local")(
+        registry.job("chatbot-llama"), settings, stores=stores, preset="tiny", overrides=overrides
+    )
+    record = load_run(stores, settings.stack, run_id).record
+    assert record["result"] == "failed"
+    assert "no training samples of 'Eleven' fit max_sample_tokens=8" in record["error"]
+    assert "\n" not in record["error"]
+    assert ModelRegistry(stores.models).latest("chatbot-llama") is None
+
+
+def test_a_loss_that_is_not_a_number_fails_the_run(registry, data_dir, tmp_path):
+    ctx = _context(tmp_path, registry, data_dir, learning_rate=1e30, min_lines=10, max_steps=3,
+                   epochs=3)  # fmt: skip
+    with pytest.raises(UserError, match=r"^training loss is nan at step 2 \(learning_rate=1e\+30"):
+        train(ctx)
+    assert not (ctx.output_dir / "adapter_config.json").exists()
+
+
+@pytest.fixture
+def chat_store(tmp_path, monkeypatch, data_dir):
+    """`stnlp` settings on a store whose datasets are the test's (no trained chatbot)."""
+    settings = Settings(store=str(tmp_path / "store"))
+    stores = open_stores(settings)
+    for name in ("transcripts", "characters"):
+        stores.datasets.sync_up(data_dir / name, f"raw/{name}")
+    monkeypatch.setenv("STNLP_STORE", settings.store)
+    monkeypatch.chdir(tmp_path)
+    return settings
+
+
+def test_stnlp_chat_answers_once_through_the_source_chain(chat_store, capsys):
+    main(["chat", "eleven", "Where", "is", "Will?"])
+    captured = capsys.readouterr()
+    assert captured.out.strip() in ELEVEN_LINES  # the offline responder: a line she said
+    assert captured.err.startswith("chatbot-llama: Eleven: offline responder")
+
+
+def test_stnlp_chat_keeps_a_conversation_until_quit(chat_store, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Are you okay?\nWhere is Will?\n/quit\n"))
+    main(["chat", "Mike", "--job", "chatbot-qwen", "--no-retrieval"])
+    replies = capsys.readouterr().out.strip().splitlines()
+    assert len(replies) == 2 and all(reply in OTHERS["Mike"] for reply in replies)
+
+
+def test_stnlp_chat_with_an_unknown_character_names_the_close_match(chat_store, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["chat", "Elevn", "hello"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: character 'Elevn' is not in the characters file (did you mean Eleven?)"
+    )
 
 
 def test_jobs_are_valid_specs(registry):
     spec = registry.job("chatbot-qwen")
     assert spec.input_datasets == ("transcripts", "characters")
     assert spec.hyperparameters["base_model"] == "Qwen/Qwen2.5-3B-Instruct"
-    assert spec.instance_type == "g5.xlarge" and spec.evaluator
+    assert spec.instance_type == "g5.xlarge" and spec.evaluator and spec.chat
     assert spec.resolved_hyperparameters("tiny")["base_model"] == "tiny"
+    local = spec.resolved_hyperparameters("local")
+    assert local["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def test_dataset_folder_prefers_the_stores_raw_copy(tmp_path, data_dir):
@@ -218,3 +344,18 @@ def test_dataset_folder_prefers_the_stores_raw_copy(tmp_path, data_dir):
     open_stores(settings).datasets.sync_up(data_dir / "characters", "raw/characters")
     folder = dataset_folder(settings, "characters")
     assert folder != SAMPLE_DIR / "characters" and (folder / "characters.jsonl").is_file()
+
+
+def test_the_tab_says_when_every_chatbot_runs_on_the_same_local_base():
+    from stnlp.plugins.chatbot.catalog import SMOLLM2
+    from stnlp.plugins.chatbot.infer import Chain, Source
+    from stnlp.plugins.chatbot.tab import shared_base_note
+
+    adapter = Source("registry", "registry chatbot-llama", "/x", "Eleven", SMOLLM2)
+    base = Source("base", f"untuned base {SMOLLM2} (packaged)", SMOLLM2, "", SMOLLM2)
+    live = {
+        "chatbot-llama": Chain((adapter, base, OFFLINE)),
+        "chatbot-qwen": Chain((base, OFFLINE)),
+    }
+    assert f"same base here, {SMOLLM2}" in shared_base_note(live)
+    assert shared_base_note({job: Chain((OFFLINE,)) for job in live}) == ""

@@ -89,3 +89,34 @@ def test_bad_inputs_are_one_line_errors(demo, tmp_path):
     (data / "locations" / "locations.jsonl").write_text('{"location_name": 3}\n')
     with pytest.raises(UserError, match="locations.jsonl"):
         train_all(settings, registry, data)
+
+
+class _Jobs:
+    """A registry whose only job is ``spec``."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def job_specs(self):
+        """The one job."""
+        return [self.spec]
+
+
+def test_a_job_trains_on_its_local_preset_where_it_has_one(demo):
+    """The chatbots' `local` preset (the packaged SmolLM2) is what the demo trains."""
+    from stnlp.runtime.demo import demo_preset
+    from stnlp.runtime.registry import fetch_latest
+
+    settings, registry, data = demo
+    spec = registry.job("example-linefit")
+    both = dataclasses.replace(spec, presets={"tiny": {"steps": 2}, "local": {"steps": 3}})
+    assert demo_preset(spec) == "tiny" and demo_preset(both) == "local"
+    assert demo_preset(both, ("tiny",)) == "tiny"
+    assert demo_preset(dataclasses.replace(spec, presets={})) is None
+    [done] = train_all(settings, _Jobs(both), data)
+    assert done.fingerprint == job_fingerprint(both, data, "local")
+    assert fetch_latest(settings, "line-length").manifest["metrics"]["steps"] == 3
+    chatbots = build_plugin_manager(Settings(store=settings.store))
+    assert {demo_preset(chatbots.job(job)) for job in ("chatbot-llama", "chatbot-qwen")} == {
+        "local"
+    }

@@ -3,7 +3,7 @@
 Layout: ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT), the tokenizer files
 with the chat template, ``chatbot.json`` (family, base model, character, system prompt), and
 for the ``tiny`` base only, ``base/`` holding the small random-weight base model the adapter
-was trained on (a hub base is named, never copied).
+was trained on (a real base, packaged or from the hub, is named, never copied).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from stnlp.common.errors import DataError
-from stnlp.plugins.chatbot.base import TINY, load_hub
+from stnlp.plugins.chatbot.base import TINY, load_pretrained
 
 META = "chatbot.json"
 
@@ -29,6 +29,7 @@ class ChatbotInfo:
     character: str
     system_prompt: str
     max_context: int
+    retrieved_lines: int = 0  # the character's own lines retrieved into its prompt in training
 
 
 def save(path: Path, model, tokenizer, info: ChatbotInfo) -> None:
@@ -67,6 +68,6 @@ def load(path: Path, dtype: torch.dtype = torch.float32, attn: str = "sdpa"):
             path / "base", dtype=dtype, attn_implementation=attn
         )
     else:
-        base, _ = load_hub(info.base_model, dtype, attn)
+        base, _ = load_pretrained(info.base_model, dtype, attn)
     model = PeftModel.from_pretrained(base, path)
     return model.eval(), tokenizer, info

@@ -1,29 +1,43 @@
 """The chatbot jobs' evaluator (`stnlp eval chatbot-llama`).
 
-On the held-out episodes of the character: the trained adapter's loss, perplexity and BLEU of
-its greedy replies against the character's real lines, beside BLEU for the offline responder
-(built from the training episodes only; it has no loss).
+On the character's held-out episodes (:mod:`.heldout`), side by side: the untuned base and the
+trained adapter, each with and without the character's retrieved lines in the prompt (loss,
+perplexity, ROUGE-L, BLEU, judge score), the offline responder (built from the training
+episodes only; it has no loss) and the actual next lines' judge score (the judge's ceiling).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import sacrebleu
-from rich.progress import track
+from stnlp.plugins.chatbot import artifacts, heldout
+from stnlp.plugins.chatbot.base import device_and_dtype, is_available, load_pretrained
+from stnlp.plugins.chatbot.catalog import TINY
+from stnlp.plugins.chatbot.data import load_split
+from stnlp.plugins.chatbot.infer import RETRIEVED_LINES
+from stnlp.plugins.chatbot.packing import ATTENTION
 
-from stnlp.plugins.chatbot import artifacts
-from stnlp.plugins.chatbot.base import device_and_dtype
-from stnlp.plugins.chatbot.data import encode_all, load_split
-from stnlp.plugins.chatbot.infer import ModelChat
-from stnlp.plugins.chatbot.offline import OfflineResponder
-from stnlp.plugins.chatbot.train import held_out_loss
+WITH = heldout.RETRIEVAL
 
 
-def bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu) of hypotheses against one reference each."""
-    return round(sacrebleu.corpus_bleu(hypotheses, [references]).score, 2)
+def _variants(adapter: bool) -> list[tuple[str, bool, bool, bool]]:
+    rows = [(heldout.BASE, False, False, True), (heldout.BASE + WITH, False, True, True)]
+    if adapter:
+        rows += [(heldout.ADAPTER, True, False, True), (heldout.ADAPTER + WITH, True, True, True)]
+    return rows
+
+
+def _model(model_dir: Path | None, base_model: str, params: dict):
+    """``(model, tokenizer, max_context, adapter?)``: the adapter folder's PEFT model, else the
+    base model alone, else ``None`` (not available here)."""
+    _, dtype = device_and_dtype()
+    if model_dir is not None:
+        model, tokenizer, info = artifacts.load(model_dir, dtype, ATTENTION)
+        return model, tokenizer, info.max_context, True
+    if base_model == TINY or not is_available(base_model):
+        return None
+    base, tokenizer = load_pretrained(base_model, dtype, ATTENTION)
+    return base, tokenizer, int(params["max_context"]), False
 
 
 def evaluate(
@@ -36,7 +50,8 @@ def evaluate(
 ) -> dict:
     """The report for ``job`` (a JobSpec): ``{"summary": ..., "<source>": {metric: value}}``.
 
-    The adapter is ``model_dir`` if given, else the registry's latest ``job.output_model``.
+    The adapter is ``model_dir`` if given, else the registry's latest ``job.output_model``;
+    without one, the base (the preset's ``base_model``) and the offline responder only.
     """
     from stnlp.runtime.registry import fetch_latest
 
@@ -45,46 +60,34 @@ def evaluate(
         local = fetch_latest(settings, job.output_model)
         model_dir = local.path if local else None
     info = artifacts.read_info(model_dir) if model_dir else None
-    character = info.character if info else p["character"]
     split = load_split(
         data_dir / "transcripts",
         data_dir / "characters",
-        character,
+        info.character if info else p["character"],
         int(p["context_lines"]),
         float(p["held_out_fraction"]),
         int(p["min_lines"]),
+        int(p["description_words"]),
     )
-    held = split.held_out[:limit]
-    references = [t.reply for t in held]
-    responder = OfflineResponder(split.character, split.train)
-    offline = [responder.reply(t.messages[-1]["content"]) for t in held]
-    report = {
-        "summary": {
-            "character": split.character,
-            "held_out_lines": len(held),
-            "adapter": str(model_dir) if model_dir else "none (no trained version)",
-        },
-        "offline responder": {"loss": None, "perplexity": None, "bleu": bleu(offline, references)},
+    k = (info.retrieved_lines if info else 0) or int(p["retrieved_lines"]) or RETRIEVED_LINES
+    held = heldout.prepare(split, data_dir / "transcripts", data_dir / "characters", k, limit)
+    base_model = info.base_model if info else p["base_model"]
+    summary = {
+        "character": split.character,
+        "split": held.description(),
+        "adapter": str(model_dir) if model_dir else "none (no trained version)",
+        "base": base_model,
+        "retrieved_lines": k,
     }
-    if model_dir is None:
-        return report
-    device, dtype = device_and_dtype()
-    model, tokenizer, info = artifacts.load(model_dir, dtype)
-    model.to(device)
-    loss = held_out_loss(
-        model,
-        encode_all(tokenizer, held, int(p["max_sample_tokens"])),
-        int(p["tokens_per_step"]),
-        device,
-    )
-    chat = ModelChat(model, tokenizer, info.max_context)
-    replies = [  # the stream yields the growing reply; its last value is the whole reply
-        ([""] + list(chat.stream(t.messages, 32, temperature=0.0)))[-1]
-        for t in track(held, description="generating", transient=True)
-    ]
-    report["adapter"] = {
-        "loss": round(loss, 4),
-        "perplexity": round(math.exp(min(loss, 50)), 2),
-        "bleu": bleu(replies, references),
-    }
-    return report
+    losses, replies = {}, {}
+    loaded = _model(model_dir, base_model, p)
+    if loaded is None:
+        summary["base"] = f"{base_model} (not available here: no base rows)"
+    else:
+        device, _ = device_and_dtype()
+        model, tokenizer, max_context, adapter = loaded
+        losses, replies = heldout.model_replies(
+            model.to(device), tokenizer, held, p, device, _variants(adapter), max_context
+        )
+    replies[heldout.OFFLINE] = held.offline_replies()
+    return {"summary": summary, **heldout.score(held, losses, replies)}

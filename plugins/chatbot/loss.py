@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from stnlp.plugins.chatbot.packing import IGNORE, model_inputs
+from stnlp.plugins.chatbot.packing import IGNORE, collate, model_inputs, pack
 
 
 def causal_lm(model):
@@ -45,3 +45,16 @@ def loss_sum(model, batch: dict, chunk_tokens: int = 4096) -> tuple[torch.Tensor
         else:
             total = total + chunk_loss(weight, h, t)
     return total, int(targets.numel())
+
+
+@torch.no_grad()
+def held_out_loss(model, samples, budget: int, device, max_length: int | None = None) -> float:
+    """Mean loss per target token over ``samples`` (nan when there are none)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in pack(samples, budget):
+        loss, n = loss_sum(model, collate(batch, device, max_length))
+        total, count = total + loss.item(), count + n
+    model.train(was_training)
+    return total / count if count else float("nan")

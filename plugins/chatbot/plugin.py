@@ -1,6 +1,7 @@
 """The chatbot plugin: character chatbots fine-tuned with LoRA."""
 
 from stnlp.plugins import hookimpl
+from stnlp.plugins.chatbot.catalog import SMOLLM2
 from stnlp.plugins.spec import Component, JobSpec, TabSpec
 
 BASES = {
@@ -12,12 +13,16 @@ DEFAULTS = {
     "lora_r": 16,
     "lora_alpha": 32,
     "target_modules": "all-linear",
-    "epochs": 2,
+    "epochs": 3,
     "learning_rate": 2e-4,
-    "tokens_per_step": 32768,
+    "tokens_per_step": 8192,
     "max_sample_tokens": 512,
     "max_context": 2048,
     "context_lines": 2,
+    "description_words": 120,
+    "retrieved_lines": 4,
+    "judge_lines": 64,
+    "reply_tokens": 32,
     "held_out_fraction": 0.2,
     "min_lines": 20,
     "checkpoint_every": 20,
@@ -36,7 +41,27 @@ TINY = {
     "checkpoint_every": 2,
     "max_steps": 4,
     "compile": False,
+    "judge_lines": 8,
+    "reply_tokens": 8,
 }
+LOCAL = {
+    "base_model": SMOLLM2,
+    "family": "llama",
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "epochs": 1,
+    "learning_rate": 5e-4,
+    "tokens_per_step": 1024,
+    "max_context": 1024,
+    "description_words": 60,
+    "checkpoint_every": 4,
+    "max_steps": 8,
+    "compile": False,
+    "judge_lines": 24,
+    "reply_tokens": 20,
+}
+"""The embedded default's preset (`stnlp demo`): the packaged SmolLM2-135M-Instruct on CPU,
+sized by tokens (steps x tokens per step) to train in under 2 minutes on 2 idle cores."""
 
 
 def base_model(settings, job: str) -> str:
@@ -61,13 +86,14 @@ def stnlp_training_jobs(settings):
             component=job,
             entrypoint="stnlp.plugins.chatbot.train:train",
             evaluator="stnlp.plugins.chatbot.evaluate:evaluate",
+            chat="stnlp.plugins.chatbot.session:open_chat",
             output_model=job,
             instance_type="g5.xlarge",
             gpu_count=1,
             spot=True,
             max_runtime_minutes=180,
             hyperparameters={**DEFAULTS, "family": family, "base_model": base_model(settings, job)},
-            presets={"tiny": TINY},
+            presets={"tiny": TINY, "local": LOCAL},
             input_datasets=("transcripts", "characters"),
             description=f"LoRA fine-tuning of {BASES[job][2]} as a character chatbot",
         )

@@ -3,8 +3,12 @@
 One screen of loop: pack the character's samples into token-budget micro-batches, size the
 micro-batch for the GPU, then for each step accumulate micro-batches up to ``tokens_per_step``,
 take an AdamW step, log metrics, checkpoint (adapter + optimizer + step) and resume from the
-latest checkpoint when one is there. The adapter, tokenizer and chat template go to
-``ctx.output_dir``.
+latest checkpoint when one is there. Then the held-out comparison (:mod:`.heldout`): the
+adapter against the untuned base (and the offline responder) on the character's held-out
+episodes, recorded as ``metrics["heldout"]`` on the speaker judge's score, so the interface
+uses the adapter only where it beats the base. The adapter, tokenizer and chat template go to
+``ctx.output_dir``. A run that trains on nothing, or whose loss is not a number, fails with
+one line naming the cause and publishes nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from rich.progress import Progress
 
-from stnlp.plugins.chatbot import artifacts
+from stnlp.common.errors import UserError
+from stnlp.plugins.chatbot import artifacts, heldout
 from stnlp.plugins.chatbot.base import TINY, device_and_dtype, load_base
 from stnlp.plugins.chatbot.data import encode_all, load_split
 from stnlp.plugins.chatbot.fit import fit_tokens, prepare_allocator
 from stnlp.plugins.chatbot.loss import causal_lm, loss_sum
+from stnlp.plugins.chatbot.offline import OfflineResponder
 from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack
+from stnlp.runtime.baseline import HELDOUT, heldout_record
 from stnlp.runtime.logs import event
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
@@ -62,18 +69,6 @@ def optimizer_step(model, optimizer, micro_batches: list[dict]) -> tuple[float, 
     return total / max(targets, 1), sum(b["input_ids"].numel() for b in micro_batches)
 
 
-@torch.no_grad()
-def held_out_loss(model, samples, budget: int, device, max_length: int | None = None) -> float:
-    """Mean loss per target token over ``samples`` (nan when there are none)."""
-    model.eval()
-    total, count = 0.0, 0
-    for batch in pack(samples, budget):
-        loss, n = loss_sum(model, collate(batch, device, max_length))
-        total, count = total + loss.item(), count + n
-    model.train()
-    return total / count if count else float("nan")
-
-
 def _latest_checkpoint(folder: Path) -> Path | None:
     found = sorted(folder.glob("step-*.pt"))
     return found[-1] if found else None
@@ -106,6 +101,57 @@ def restore_checkpoint(folder: Path, model, optimizer) -> int:
     return int(state["step"])
 
 
+def _check_loss(value: float, step: int, p: dict) -> None:
+    if not math.isfinite(value):
+        raise UserError(
+            f"training loss is {value} at step {step} (learning_rate={p['learning_rate']}): "
+            "nothing is published; lower learning_rate"
+        )
+
+
+def _training_turns(split, p: dict) -> list:
+    """The training turns, with the character's own retrieved lines when ``retrieved_lines``
+    asks; a turn never retrieves the very line it is trained to say."""
+    k = int(p["retrieved_lines"])
+    if k <= 0:
+        return split.train
+    return OfflineResponder(split.character, split.train).with_examples(split.train, k, True)
+
+
+def quality(ctx: TrainingContext, model, tokenizer, split, device) -> dict:
+    """The adapter against the untuned base and the offline responder on the held-out
+    episodes (:mod:`.heldout`), with the training prompts' retrieval setting.
+
+    Returns the figures per source and the ``heldout`` record on the judge score. The base's
+    loss is left to ``stnlp eval``: the comparison here is on the judge score, and each pass
+    over the held-out prompts costs as much as a training step on a CPU.
+    """
+    p = ctx.hyperparameters
+    held = heldout.prepare(
+        split,
+        ctx.dataset("transcripts"),
+        ctx.dataset("characters"),
+        int(p["retrieved_lines"]),
+        int(p["judge_lines"]),
+    )
+    retrieval = int(p["retrieved_lines"]) > 0  # as the adapter was trained, for both
+    variants = [(heldout.ADAPTER, True, retrieval, True), (heldout.BASE, False, retrieval, False)]
+    losses, replies = heldout.model_replies(
+        model, tokenizer, held, p, device, variants, int(p["max_context"])
+    )
+    replies[heldout.OFFLINE] = held.offline_replies()
+    rows = heldout.score(held, losses, replies)
+    record = heldout_record(
+        "judge_score",
+        rows[heldout.ADAPTER]["judge_score"],
+        heldout.BASE,
+        rows[heldout.BASE]["judge_score"],
+        split=held.description(),
+        examples=len(held.turns),
+    )
+    return {"quality": rows, HELDOUT: record}
+
+
 def train(ctx: TrainingContext) -> TrainingOutcome:
     """Fine-tune the character chatbot described by ``ctx.hyperparameters``."""
     p = ctx.hyperparameters
@@ -119,8 +165,10 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         int(p["context_lines"]),
         float(p["held_out_fraction"]),
         int(p["min_lines"]),
+        int(p["description_words"]),
     )
-    texts = [m["content"] for t in split.train for m in t.messages] + [t.reply for t in split.train]
+    train_turns = _training_turns(split, p)
+    texts = [m["content"] for t in train_turns for m in t.messages] + [t.reply for t in train_turns]
     base, tokenizer = load_base(p["base_model"], p["family"], texts, dtype, ATTENTION, p["seed"])
     if p["base_model"] == TINY:
         artifacts.save_tiny_base(ctx.output_dir, base)
@@ -130,8 +178,14 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         compile_layers(model)
     # a compiled model sees one longest-sample value, so it does not recompile per batch
     fixed = int(p["max_sample_tokens"]) if device.type == "cuda" and p["compile"] else None
-    train_samples = encode_all(tokenizer, split.train, int(p["max_sample_tokens"]))
+    train_samples = encode_all(tokenizer, train_turns, int(p["max_sample_tokens"]))
     held_samples = encode_all(tokenizer, split.held_out, int(p["max_sample_tokens"]))
+    if not train_samples or not held_samples:
+        empty = "training" if not train_samples else "held-out"
+        raise UserError(
+            f"no {empty} samples of {split.character!r} fit max_sample_tokens="
+            f"{p['max_sample_tokens']} (a reply and one scene line must fit); raise it"
+        )
     optimizer = torch.optim.AdamW(
         [q for q in model.parameters() if q.requires_grad],
         lr=float(p["learning_rate"]),
@@ -173,28 +227,34 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
             )
             rate = tokens / (time.perf_counter() - started)
             step += 1
+            _check_loss(train_loss, step, p)
             ctx.log_metrics(step=step, train_loss=train_loss, tokens_per_s=rate)
             if step % int(p["checkpoint_every"]) == 0 or step == total_steps:
                 save_checkpoint(ctx.checkpoint_dir, model, optimizer, step)
             progress.update(bar, completed=step)
-    held = held_out_loss(model, held_samples, fit.tokens, device, fixed)
+    compared = quality(ctx, model, tokenizer, split, device)
+    adapter = compared["quality"][heldout.ADAPTER]
+    _check_loss(adapter["loss"], step, p)
     metrics = {
         "train_loss": train_loss,
-        "held_out_loss": held,
-        "held_out_perplexity": math.exp(min(held, 50.0)),
+        "held_out_loss": adapter["loss"],
+        "held_out_perplexity": adapter["perplexity"],
         "tokens_per_s": rate,
         "steps": step,
         "tokens_per_micro_batch": fit.tokens,
         "gradient_checkpointing": fit.checkpointing,
         "character": split.character,
+        "retrieved_lines": int(p["retrieved_lines"]),
+        **compared,
     }
     ctx.log_metrics(step=step, **metrics)
     info = artifacts.ChatbotInfo(
         family=p["family"],
         base_model=p["base_model"],
         character=split.character,
-        system_prompt=split.train[0].messages[0]["content"],
+        system_prompt=split.train[0].system,
         max_context=int(p["max_context"]),
+        retrieved_lines=int(p["retrieved_lines"]),
     )
     artifacts.save(ctx.output_dir, model, tokenizer, info)
     return TrainingOutcome(metrics=metrics, base_model=p["base_model"])

@@ -16,10 +16,11 @@ from stnlp.runtime.training import import_entrypoint
 
 
 def report_table(job: str, report: dict) -> Table:
-    """One row per source (the ``summary`` section goes in the caption), one column per metric."""
+    """One row per source (the ``summary`` section goes in the caption), one column per metric,
+    in the order the report first names them."""
     summary = report.get("summary", {})
     sections = {name: values for name, values in report.items() if name != "summary"}
-    metrics = sorted({metric for values in sections.values() for metric in values})
+    metrics = list(dict.fromkeys(metric for values in sections.values() for metric in values))
     table = Table(
         title=f"stnlp eval {job}", caption=", ".join(f"{k}: {v}" for k, v in summary.items())
     )
