@@ -15,6 +15,7 @@ from stnlp.plugins.chatbot.data import (
     encode,
     encode_all,
     load_split,
+    speaking_characters,
     truncate_words,
 )
 from stnlp.plugins.chatbot.packing import IGNORE
@@ -194,3 +195,17 @@ def test_truncate_words_stops_at_a_sentence_end():
     assert truncate_words(text, 8) == "Eleven has powers. She escaped the lab."
     assert truncate_words(text, 100) == text
     assert truncate_words("one two three four five six", 3) == "one two three ..."
+
+
+def test_only_characters_who_speak_can_be_chatted_with(tmp_path):
+    """A wiki page grouping minor roles, or a character with no line, is not offered for chat."""
+    root = write_dataset(tmp_path)
+    extra = [
+        {"character_name": "Minor Characters/Season 2", "description": "People seen once."},
+        {"character_name": "Dustin Henderson", "description": "Speaks as DUSTIN."},
+        {"character_name": "Billy Hargrove", "description": "Never speaks in these episodes."},
+    ]
+    with (root / "characters" / "characters.jsonl").open("a") as handle:
+        handle.write("\n".join(json.dumps(r) for r in extra) + "\n")
+    chat = speaking_characters(root / "transcripts", root / "characters")
+    assert chat == ["Eleven", "Mike", "Dustin Henderson"]

@@ -157,6 +157,17 @@ def build_turns(
     return turns
 
 
+def speaking_characters(transcripts: Path, characters: Path) -> list[str]:
+    """The characters file's names that speak at least one line in the transcripts, in the
+    file's order: the characters one can chat with (not a wiki page grouping minor roles)."""
+    from stnlp.runtime.data import load_characters, load_transcripts
+
+    records = load_characters(characters).records
+    names = character_names(records)
+    speakers = {names.speaker(line.name) for line in load_transcripts(transcripts).records}
+    return [name for name in names.names if name in speakers]
+
+
 def split_by_episode(
     character: str, turns: list[Turn], held_out_fraction: float, min_lines: int
 ) -> Split:

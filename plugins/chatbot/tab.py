@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from stnlp.plugins.chatbot.catalog import SMOLLM2
+from stnlp.plugins.chatbot.data import speaking_characters
 from stnlp.plugins.chatbot.infer import Chain, dataset_folder, reply_stream, resolve_sources
 from stnlp.plugins.chatbot.plugin import BASES, base_model
 from stnlp.plugins.chatbot.session import source_note
@@ -43,12 +44,10 @@ def model_source(app) -> str:
 
 def build(app) -> None:
     """Lay out the tab inside the open ``gr.Tab``."""
-    from stnlp.runtime.data import load_characters
-
     # resolved once per process: a message neither re-verifies the model nor re-reads the store
     live = sources(app)
     folders = {name: dataset_folder(app.settings, name) for name in ("transcripts", "characters")}
-    names = [c.name for c in load_characters(folders["characters"]).records]
+    names = speaking_characters(folders["transcripts"], folders["characters"])
     first = "Eleven" if "Eleven" in names else names[0]
     gr.Markdown(f"**Model source:** {_label(live)}")
     if note := shared_base_note(live):

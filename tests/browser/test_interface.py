@@ -108,9 +108,9 @@ def _screenshot(page, name: str) -> None:
 
 
 def _pick(page, panel, dropdown: str, option: str) -> None:
-    panel.get_by_label(dropdown).click()
+    panel.get_by_label(dropdown, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
-    assert panel.get_by_label(dropdown).input_value() == option
+    assert panel.get_by_label(dropdown, exact=True).input_value() == option
 
 
 def test_header_names_each_tabs_model_source(page, context):
@@ -176,7 +176,7 @@ def test_another_character_answers_with_its_own_line_offline(page, context):
     page.reload()  # a fresh chat
     page.get_by_role("tab", name="Status").wait_for()
     panel = _open(page, "Chat")
-    _pick(page, panel, "Character", "Dustin")
+    _pick(page, panel, "Character", "Dustin Henderson")
     box = panel.get_by_placeholder("Type a message...")
     box.evaluate(_RECORD_REPLIES)
     box.fill("Where is Will?")
