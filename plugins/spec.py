@@ -129,6 +129,29 @@ class Component:
     description: str
 
 
+SEARCH_SCALES = ("linear", "log")
+"""How a numeric search range is sampled: uniformly, or uniformly in its logarithm."""
+MAX_SEARCH_VALUES = 30  # SageMaker's limit on a categorical range's values
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How a batch job runs sharded by episode (`stnlp batch JOB --shards N`).
+
+    ``dataset`` is the input dataset holding one file per episode; each shard gets some of its
+    files (and every other input dataset whole). ``shard`` is an entrypoint like the job's own
+    (``"module:function"`` taking a :class:`stnlp.runtime.training.TrainingContext`) that writes
+    a partial result for its episodes to ``ctx.output_dir``. ``merge`` is
+    ``"module:function"``: ``merge(ctx, parts)`` reads the shards' output folders ``parts``
+    and writes to ``ctx.output_dir`` exactly what one run of the job over every episode would,
+    returning its :class:`stnlp.runtime.training.TrainingOutcome`.
+    """
+
+    dataset: str
+    shard: str
+    merge: str
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A training (or batch) job: everything the runtime and the Pulumi program need.
@@ -155,6 +178,8 @@ class JobSpec:
     evaluator: str | None = None
     description: str = ""
     hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
+    search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    batch: BatchSpec | None = None
 
     def parameter_types(self) -> dict[str, str]:
         """Each hyperparameter's kind: declared, else its default's."""
@@ -230,6 +255,8 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
     if job.gpu_count < 0:
         raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
     _check_parameters(job, fail)
+    _check_search_space(job, fail)
+    _check_batch(job, fail)
     if job.gpu_count > 0:
         available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
         if available == 0:
@@ -257,6 +284,65 @@ def _check_parameters(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
                 check_parameter(f"preset {preset!r}", key, value, kinds.get(key, "json"))
             except UserError as exc:
                 raise fail(str(exc)) from None
+
+
+def _check_search_space(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
+    """Every searched key is a hyperparameter, with a ``values`` list or a numeric range."""
+    kinds = job.parameter_types()
+    for key, space in job.search_space.items():
+        where = f"search_space[{key!r}]"
+        if key not in kinds:
+            raise fail(f"{where}: the job has no hyperparameter {key!r}")
+        if not isinstance(space, Mapping):
+            raise fail(f"{where} must be a mapping with 'values' or 'min' and 'max'")
+        if "values" in space:
+            _check_values(where, space, kinds[key], fail)
+        else:
+            _check_range(where, space, kinds[key], fail)
+
+
+def _check_values(where: str, space: Mapping[str, Any], kind: str, fail) -> None:
+    if set(space) != {"values"}:
+        raise fail(f"{where}: 'values' goes alone, got {sorted(space)}")
+    values = space["values"]
+    if not isinstance(values, list | tuple) or not 1 <= len(values) <= MAX_SEARCH_VALUES:
+        raise fail(f"{where}: values must be a list of 1 to {MAX_SEARCH_VALUES} values")
+    for value in values:
+        try:
+            check_parameter(where, "value", value, kind)
+        except UserError as exc:
+            raise fail(str(exc)) from None
+
+
+def _check_range(where: str, space: Mapping[str, Any], kind: str, fail) -> None:
+    if kind not in ("int", "float") or not {"min", "max"} <= set(space):
+        raise fail(f"{where}: a {kind} hyperparameter is searched over 'values'; numbers also "
+                   "take 'min' and 'max'")
+    extra = set(space) - {"min", "max", "scale"}
+    if extra:
+        raise fail(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    low, high = (check_parameter(where, bound, space[bound], kind) for bound in ("min", "max"))
+    if not low < high:
+        raise fail(f"{where}: min {low!r} must be below max {high!r}")
+    scale = space.get("scale", "linear")
+    if scale not in SEARCH_SCALES:
+        raise fail(f"{where}: scale {scale!r} is not one of {', '.join(SEARCH_SCALES)}")
+    if scale == "log" and low <= 0:
+        raise fail(f"{where}: a log scale needs min above 0, got {low!r}")
+
+
+def _check_batch(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
+    batch = job.batch
+    if batch is None:
+        return
+    if not isinstance(batch, BatchSpec):
+        raise fail(f"batch must be a BatchSpec, got {type(batch).__name__}")
+    if batch.dataset not in job.input_datasets:
+        raise fail(f"batch.dataset {batch.dataset!r} is not one of its input_datasets")
+    for name in ("shard", "merge"):
+        if not _ENTRYPOINT.match(getattr(batch, name)):
+            raise fail(f"batch.{name} {getattr(batch, name)!r} must look like "
+                       "'package.module:function'")
 
 
 def validate_tab(plugin: str, tab: Any) -> TabSpec:

@@ -261,8 +261,53 @@ def run_instances_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool
     return problems
 
 
-def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
-    """What SageMaker would refuse, or the stack config forbids, in a CreateTrainingJob."""
+def _api_limits(params: Mapping[str, Any], spec: Mapping[str, tuple[int, int, int]]) -> list[str]:
+    """SageMaker's documented size limits on maps and lists of strings: for each field,
+    ``(most entries, longest key, longest value)`` (botocore does not check maxima)."""
+    problems = []
+    for name, (entries, key_max, value_max) in spec.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        items = value.items() if isinstance(value, Mapping) else [("", v) for v in value]
+        if len(value) > entries:
+            problems.append(f"{name} has {len(value)} entries; SageMaker accepts {entries}")
+        for key, item in items:
+            if len(key) > key_max or len(str(item)) > value_max:
+                problems.append(f"{name} entry {key or str(item)[:40]!r} is longer than "
+                                f"SageMaker accepts ({key_max}/{value_max} characters)")
+    return problems
+
+
+def _s3_objects(aws: Any, uri: str) -> list[str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return aws.s3_keys(bucket, prefix)
+
+
+def _script_mode_problems(params: Mapping[str, Any], aws: Any) -> list[str]:
+    """The AWS training images' toolkit runs ``sagemaker_program`` from the tar.gz named by
+    ``sagemaker_submit_directory``; without an entrypoint override, both must be right."""
+    hyper = params.get("HyperParameters") or params.get("StaticHyperParameters") or {}
+    algorithm = params["AlgorithmSpecification"]
+    if algorithm.get("ContainerEntrypoint"):
+        return []
+    program, archive = hyper.get("sagemaker_program"), hyper.get("sagemaker_submit_directory")
+    if not program or not archive:
+        return ["no ContainerEntrypoint and no sagemaker_program/sagemaker_submit_directory: "
+                "the image's toolkit has nothing to run"]
+    bucket, _, key = archive.removeprefix("s3://").partition("/")
+    names = aws.tar_members(bucket, key)
+    if names is None:
+        return [f"sagemaker_submit_directory {archive} is not a tar.gz object"]
+    if program not in names:
+        return [f"sagemaker_program {program} is not in {archive} ({names})"]
+    return []
+
+
+def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool,
+                          nat: bool = False) -> list[str]:  # fmt: skip
+    """What SageMaker would refuse or could not run, or the stack config forbids, in a
+    CreateTrainingJob (or a tuning job's TrainingJobDefinition)."""
     problems = []
     vpc = params.get("VpcConfig")
     if vpc:
@@ -270,21 +315,51 @@ def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool)
         vpcs |= {aws.group_vpc(g) for g in vpc["SecurityGroupIds"]}
         if len(vpcs) != 1:
             problems.append(f"VpcConfig spans VPCs {sorted(vpcs)}")
+        if not nat:
+            problems.append("VpcConfig on a stack without a NAT gateway: the container reaches "
+                            "neither SSM nor the package index")
     stopping = params["StoppingCondition"]
     if params.get("EnableManagedSpotTraining"):
         if not stack_spot:
             problems.append("managed spot on a stack whose config says spot: false")
         if stopping.get("MaxWaitTimeInSeconds", 0) < stopping["MaxRuntimeInSeconds"]:
             problems.append("MaxWaitTimeInSeconds is below MaxRuntimeInSeconds")
-    return problems
+    algorithm = params["AlgorithmSpecification"]
+    problems += _api_limits(algorithm, {"ContainerEntrypoint": (100, 0, 256),
+                                        "ContainerArguments": (100, 0, 256)})
+    problems += _api_limits(params, {"HyperParameters": (100, 256, 2500),
+                                     "StaticHyperParameters": (100, 256, 2500),
+                                     "Environment": (100, 512, 1024)})
+    for channel in params.get("InputDataConfig", []):
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if not _s3_objects(aws, uri):
+            problems.append(f"channel {channel['ChannelName']}: no S3 objects under {uri}")
+    return problems + _script_mode_problems(params, aws)
 
 
 class MotoFacts:
     """What the rules look up in the account (on moto): templates, tags, VPCs, snapshots."""
 
-    def __init__(self, ec2: Any, profiles: Mapping[str, str]):
+    def __init__(self, ec2: Any, profiles: Mapping[str, str], s3: Any = None):
         self.ec2 = ec2
         self.profiles = profiles
+        self.s3 = s3
+
+    def s3_keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def tar_members(self, bucket: str, key: str) -> list[str] | None:
+        """The member names of the tar.gz object at ``key``, or None when it is not one."""
+        import io
+        import tarfile
+
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+                return archive.getnames()
+        except Exception:
+            return None
 
     def template_data(self, template_id: str) -> dict[str, Any]:
         versions = self.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)
