@@ -199,7 +199,13 @@ def launcher_statements(
         {"Sid": "SageMakerJobs", "Effect": "Allow",
          "Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
-         "Resource": f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*"},
+         "Resource": [f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*",
+                      f"arn:aws:sagemaker:{region}:{account}:training-job/tune-*"]},
+        {"Sid": "SageMakerTuning", "Effect": "Allow",
+         "Action": ["sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob", "sagemaker:AddTags"],
+         "Resource": f"arn:aws:sagemaker:{region}:{account}:hyper-parameter-tuning-job/tune-*"},
     ]  # fmt: skip
 
 

@@ -9,7 +9,10 @@ from each trial run's logged metrics (``training.json``): the last entry holding
 - :func:`tune_local` runs the trials one after another on the local backend;
 - on SageMaker (:mod:`stnlp.runtime.backends.sagemaker_tune`) a tuning job starts the trials
   as training jobs, whose containers print their metrics (:func:`metric_lines`) for SageMaker's
-  search (:func:`metric_regex`) and record runs like any other.
+  search (:func:`metric_regex`) and record runs like any other, each naming its tuning.
+
+Each tuning is recorded at ``<stack>/tunings/<id>.json`` (job, objective, direction, backend,
+trials asked for), so `stnlp tune --finish ID` can publish it later.
 
 Either way :func:`finish` builds the trial table from the trial runs, picks the best and
 publishes its version as a new version of the job's model, with ``hyperparameters``,
@@ -38,8 +41,8 @@ from stnlp.common.settings import Settings
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime import logs
 from stnlp.runtime.registry import ModelRegistry
-from stnlp.runtime.runs import load_run
-from stnlp.runtime.store import NotFoundError, Stores, open_stores
+from stnlp.runtime.runs import list_runs, load_run
+from stnlp.runtime.store import NotFoundError, Stores, encode_json, open_stores
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,41 @@ def trial_spec(spec: JobSpec) -> JobSpec:
     if len(model) > 63:
         raise UserError(f"job {spec.name!r}: its trial model name {model!r} is too long")
     return replace(spec, output_model=model)
+
+
+def tuning_key(stack: str, tuning_id: str) -> str:
+    """Where the record of a tuning lives in the results store."""
+    if not re.fullmatch(r"tune-[0-9]{12}-[0-9a-f]{4}", tuning_id):
+        raise UserError(f"invalid tuning id {tuning_id[:60]!r} (expected tune-<time>-<hex>)")
+    return f"{stack}/tunings/{tuning_id}.json"
+
+
+def save_tuning(stores: Stores, stack: str, tuning_id: str, spec: JobSpec, objective: Objective,
+                backend: str, max_trials: int) -> None:  # fmt: skip
+    """Record a new tuning (create-only)."""
+    record = {"tuning_id": tuning_id, "job": spec.name, "objective": objective.metric,
+              "direction": objective.direction, "backend": backend, "max_trials": max_trials,
+              "created": datetime.now(UTC).isoformat()}  # fmt: skip
+    stores.results.put(tuning_key(stack, tuning_id), encode_json(record), if_none_match=True)
+
+
+def load_tuning(stores: Stores, stack: str, tuning_id: str) -> dict[str, Any]:
+    """The record of a tuning, or a UserError naming it."""
+    try:
+        return json.loads(stores.results.get(tuning_key(stack, tuning_id)))
+    except NotFoundError:
+        raise UserError(f"stack {stack!r} has no tuning {tuning_id}") from None
+    except ValueError as exc:
+        raise UserError(f"tuning {tuning_id}: its record is damaged ({exc})") from None
+
+
+def tuning_rows(stores: Stores, stack: str, tuning_id: str, spec: JobSpec,
+                objective: Objective) -> list[dict[str, Any]]:  # fmt: skip
+    """The trial table of a tuning from the run records naming it, oldest first."""
+    runs = sorted((r for r in list_runs(stores, stack, spec.name) if r.get("tuning") == tuning_id),
+                  key=lambda r: r["created"])  # fmt: skip
+    return [trial_row(stores, stack, r["run_id"], number, spec, objective)
+            for number, r in enumerate(runs, start=1)]  # fmt: skip
 
 
 def check_tunable(spec: JobSpec, objective: Objective, max_trials: int) -> None:
@@ -223,18 +261,21 @@ def finish(stores: Stores, spec: JobSpec, rows: list[dict[str, Any]], objective:
 def tune_local(
     spec: JobSpec, settings: Settings, *, max_trials: int, objective: Objective,
     preset: str | None = None, overrides: Mapping[str, Any] | None = None, seed: int = 0,
-    stores: Stores | None = None, progress: bool = True, echo=None,
+    stores: Stores | None = None, progress: bool = True, echo=None, **train_options: Any,
 ) -> TuningResult:  # fmt: skip
-    """Run ``max_trials`` trials of ``spec`` on the local backend, then :func:`finish`."""
+    """Run ``max_trials`` trials of ``spec`` on the local backend, then :func:`finish`
+    (``train_options`` go to :func:`stnlp.runtime.backends.local.train_local`)."""
     from stnlp.runtime.backends.local import train_local
 
     check_tunable(spec, objective, max_trials)
     stores = stores or open_stores(settings)
     tuning_id, trials = new_tuning_id(), trial_spec(spec)
+    save_tuning(stores, settings.stack, tuning_id, spec, objective, "local", max_trials)
     rows = []
     for number, params in enumerate(draws(spec, max_trials, seed), start=1):
         run_id = train_local(trials, settings, stores=stores, preset=preset,
-                             overrides={**(overrides or {}), **params}, progress=progress)
+                             overrides={**(overrides or {}), **params}, progress=progress,
+                             **train_options)
         rows.append(trial_row(stores, settings.stack, run_id, number, spec, objective))
         if echo is not None:
             echo(format_row(rows[-1], objective))

@@ -18,6 +18,7 @@ rules moto skips.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -192,6 +193,29 @@ def _training_job(call, aws) -> list[Need]:
     return needs
 
 
+def _sagemaker_arn(kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}"
+
+
+def _tuning_job(call, aws) -> list[Need]:
+    params = call["params"]
+    job = _sagemaker_arn("hyper-parameter-tuning-job", params["HyperParameterTuningJobName"])
+    needs = [Need("sagemaker:CreateHyperParameterTuningJob", job),
+             Need("iam:PassRole", params["TrainingJobDefinition"]["RoleArn"],
+                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
+    if params.get("Tags"):
+        needs.append(Need("sagemaker:AddTags", job))
+    return needs
+
+
+RULES[("sagemaker", "CreateHyperParameterTuningJob")] = _tuning_job
+for _op, _kind, _field in (
+    ("DescribeHyperParameterTuningJob", "hyper-parameter-tuning-job",
+     "HyperParameterTuningJobName"),
+    ("StopHyperParameterTuningJob", "hyper-parameter-tuning-job", "HyperParameterTuningJobName"),
+):
+    RULES[("sagemaker", _op)] = lambda c, _, op=_op, kind=_kind, name=_field: [Need(
+        f"sagemaker:{op}", _sagemaker_arn(kind, c["params"][name]))]
 RULES[("ec2", "TerminateInstances")] = _terminate
 RULES[("ec2", "RunInstances")] = _run_instances
 RULES[("sagemaker", "CreateTrainingJob")] = _training_job
@@ -335,6 +359,82 @@ def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool,
         if not _s3_objects(aws, uri):
             problems.append(f"channel {channel['ChannelName']}: no S3 objects under {uri}")
     return problems + _script_mode_problems(params, aws)
+
+
+_TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+MAX_TUNED_PARAMETERS = 30  # SageMaker: at most 30 hyperparameters searched per tuning job
+
+
+def _range_problems(ranges: Mapping[str, Any], static: Mapping[str, Any]) -> list[str]:
+    """SageMaker's rules on ``ParameterRanges`` (AWS docs, "Define Hyperparameter Ranges")."""
+    problems, names = [], []
+    for kind in ("IntegerParameterRanges", "ContinuousParameterRanges"):
+        for item in ranges.get(kind, []):
+            names.append(item["Name"])
+            if not isinstance(item["MinValue"], str) or not isinstance(item["MaxValue"], str):
+                problems.append(f"{item['Name']}: MinValue/MaxValue must be strings")
+                continue
+            low, high = float(item["MinValue"]), float(item["MaxValue"])
+            if kind == "IntegerParameterRanges" and not (low.is_integer() and high.is_integer()):
+                problems.append(f"{item['Name']}: an integer range needs integer bounds")
+            if low >= high:
+                problems.append(f"{item['Name']}: MinValue must be below MaxValue")
+            scaling = item.get("ScalingType", "Auto")
+            if scaling not in ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic"):
+                problems.append(f"{item['Name']}: unknown ScalingType {scaling}")
+            if scaling == "Logarithmic" and low <= 0:
+                problems.append(f"{item['Name']}: Logarithmic scaling needs MinValue above 0")
+            if scaling == "ReverseLogarithmic" and not (low >= 0 and high < 1):
+                problems.append(f"{item['Name']}: ReverseLogarithmic needs 0 <= values < 1")
+    for item in ranges.get("CategoricalParameterRanges", []):
+        names.append(item["Name"])
+        values = item["Values"]
+        if not 1 <= len(values) <= 30 or not all(isinstance(v, str) for v in values):
+            problems.append(f"{item['Name']}: Values must be 1 to 30 strings")
+    if len(names) > MAX_TUNED_PARAMETERS:
+        problems.append(f"{len(names)} hyperparameters searched; SageMaker allows 30")
+    problems += [f"{n} is both searched and static" for n in names if n in static]
+    if not names:
+        problems.append("ParameterRanges searches nothing")
+    return problems
+
+
+def tuning_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
+    """What SageMaker would refuse in a CreateHyperParameterTuningJob request."""
+    problems = []
+    if not _TUNING_NAME.match(params["HyperParameterTuningJobName"]):
+        problems.append("HyperParameterTuningJobName must be 1-32 letters, digits and hyphens")
+    config, definition = params["HyperParameterTuningJobConfig"], params["TrainingJobDefinition"]
+    if config["Strategy"] not in ("Bayesian", "Random", "Hyperband", "Grid"):
+        problems.append(f"unknown Strategy {config['Strategy']}")
+    limits = config["ResourceLimits"]
+    if limits["MaxNumberOfTrainingJobs"] < 1 or limits["MaxParallelTrainingJobs"] < 1:
+        problems.append("ResourceLimits must allow at least one training job")
+    metrics = definition["AlgorithmSpecification"].get("MetricDefinitions", [])
+    if len(metrics) > 40:
+        problems.append(f"{len(metrics)} MetricDefinitions; SageMaker accepts 40")
+    for metric in metrics:
+        if not 1 <= len(metric["Regex"]) <= 500 or re.compile(metric["Regex"]).groups < 1:
+            problems.append(f"metric {metric['Name']}: a regex of 1-500 characters with a "
+                            "capture group for the value")
+    objective = config["HyperParameterTuningJobObjective"]
+    if objective["Type"] not in ("Maximize", "Minimize"):
+        problems.append(f"objective Type {objective['Type']} is not Maximize or Minimize")
+    if objective["MetricName"] not in {m["Name"] for m in metrics}:
+        problems.append(f"objective {objective['MetricName']} has no MetricDefinition")
+    problems += _range_problems(config["ParameterRanges"],
+                                definition.get("StaticHyperParameters") or {})
+    return problems + training_job_problems(definition, aws, stack_spot)
+
+
+def sagemaker_metric(regex: str, log_text: str) -> float | None:
+    """The value SageMaker reads for a metric from a job's log: the first capture group of the
+    regex's last match (the final value is the one a tuning job ranks by)."""
+    found = re.findall(regex, log_text)
+    if not found:
+        return None
+    last = found[-1]
+    return float(last[0] if isinstance(last, tuple) else last)
 
 
 class MotoFacts:

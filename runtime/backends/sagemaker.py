@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stnlp.common.errors import UserError
-from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK
+from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK, ml_instance_type
 from stnlp.common.settings import Settings
 from stnlp.common.userdata import ShippedFile, release_channels, render_container_entry
 from stnlp.plugins.spec import JobSpec
@@ -167,11 +167,6 @@ def container_environment(stack: str, region: str, mode: str, **values: str) -> 
             "STNLP_WORKDIR": WORKDIR, "STNLP_MODE": mode, **values}  # fmt: skip
 
 
-def ml_instance_type(instance_type: str) -> str:
-    """SageMaker's name of an instance type (``g5.xlarge`` -> ``ml.g5.xlarge``)."""
-    return instance_type if instance_type.startswith("ml.") else f"ml.{instance_type}"
-
-
 def sagemaker_role(manifest: dict[str, Any], stack: str) -> str:
     """The stack's SageMaker execution role, or a UserError saying to deploy."""
     role = manifest.get("sagemaker_role_arn")
@@ -212,6 +207,27 @@ def tags(stack: str, job: str, **more: str) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in values.items()]
 
 
+def job_definition(
+    spec: JobSpec, manifest: dict[str, Any], stack: str, output: str, *, spot: bool,
+    container: ContainerRelease, max_wait_seconds: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What a training job and a tuning job's ``TrainingJobDefinition`` share: the role, image,
+    release channels, output folder (``output``, under the stack's results), instance and
+    stopping condition."""
+    models = manifest["buckets"]["models"]
+    return {
+        "RoleArn": sagemaker_role(manifest, stack),
+        "AlgorithmSpecification": {"TrainingImage": container.image,
+                                   "TrainingInputMode": "File"},
+        "InputDataConfig": [_channel(n, uri) for n, uri in release_inputs(container, models)],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{manifest['buckets']['results']}/{output}"},
+        "ResourceConfig": {"InstanceType": ml_instance_type(spec.instance_type),
+                           "InstanceCount": 1, "VolumeSizeInGB": spec.root_volume_gb},
+        "StoppingCondition": stopping_condition(spec, spot, max_wait_seconds),
+        "EnableManagedSpotTraining": spot,
+    }  # fmt: skip
+
+
 def training_job_request(
     spec: JobSpec,
     manifest: dict[str, Any],
@@ -223,22 +239,14 @@ def training_job_request(
     max_wait_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The ``create_training_job`` arguments for one run of ``spec``, installing ``container``."""
-    stopping = stopping_condition(spec, spot, max_wait_seconds)
     region = manifest["region"]
     results, models = manifest["buckets"]["results"], manifest["buckets"]["models"]
     prefix = run_prefix(stack, run_id)
     return {
         "TrainingJobName": job_name(run_id),
-        "RoleArn": sagemaker_role(manifest, stack),
-        "AlgorithmSpecification": {"TrainingImage": container.image,
-                                   "TrainingInputMode": "File"},
+        **job_definition(spec, manifest, stack, f"{prefix}/sagemaker", spot=spot,
+                         container=container, max_wait_seconds=max_wait_seconds),
         "HyperParameters": script_mode(container, models, region),
-        "InputDataConfig": [_channel(n, uri) for n, uri in release_inputs(container, models)],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{results}/{prefix}/sagemaker"},
-        "ResourceConfig": {"InstanceType": ml_instance_type(spec.instance_type),
-                           "InstanceCount": 1, "VolumeSizeInGB": spec.root_volume_gb},
-        "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": spot,
         "CheckpointConfig": {"S3Uri": f"s3://{results}/{prefix}/checkpoints/",
                              "LocalPath": CHECKPOINT_PATH},
         "Environment": container_environment(

@@ -24,6 +24,7 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     runs,
     serve,
     train,
+    tune,
     upload,
 )
 from stnlp.runtime.cli.base import cli
