@@ -208,6 +208,35 @@ def _tuning_job(call, aws) -> list[Need]:
     return needs
 
 
+def _hosting(kind: str, field: str, action: str) -> Callable[[dict[str, Any], Any], list[Need]]:
+    """Create/Describe/Delete of a model, endpoint config or endpoint (Tags need AddTags;
+    CreateModel passes its execution role to SageMaker)."""
+    def needs(call, _aws) -> list[Need]:
+        params = call["params"]
+        arn = _sagemaker_arn(kind, params[field])
+        found = [Need(f"sagemaker:{action}", arn)]
+        if params.get("Tags"):
+            found.append(Need("sagemaker:AddTags", arn))
+        if params.get("ExecutionRoleArn"):
+            found.append(Need("iam:PassRole", params["ExecutionRoleArn"],
+                              {"iam:PassedToService": "sagemaker.amazonaws.com"}))
+        if kind == "endpoint" and params.get("EndpointConfigName"):  # the config it reads
+            found.append(Need(f"sagemaker:{action}",
+                              _sagemaker_arn("endpoint-config", params["EndpointConfigName"])))
+        return found
+    return needs
+
+
+for _kind, _field, _ops in (
+    ("model", "ModelName", ("CreateModel", "DeleteModel", "DescribeModel")),
+    ("endpoint-config", "EndpointConfigName",
+     ("CreateEndpointConfig", "DeleteEndpointConfig", "DescribeEndpointConfig")),
+    ("endpoint", "EndpointName", ("CreateEndpoint", "DeleteEndpoint", "DescribeEndpoint")),
+):
+    for _op in _ops:
+        RULES[("sagemaker", _op)] = _hosting(_kind, _field, _op)
+RULES[("sagemaker-runtime", "InvokeEndpoint")] = lambda c, _: [Need(
+    "sagemaker:InvokeEndpoint", _sagemaker_arn("endpoint", c["params"]["EndpointName"]))]
 RULES[("sagemaker", "CreateHyperParameterTuningJob")] = _tuning_job
 for _op, _kind, _field in (
     ("DescribeHyperParameterTuningJob", "hyper-parameter-tuning-job",
@@ -425,6 +454,48 @@ def tuning_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -
     problems += _range_problems(config["ParameterRanges"],
                                 definition.get("StaticHyperParameters") or {})
     return problems + training_job_problems(definition, aws, stack_spot)
+
+
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+
+
+def _data_source_problems(where: str, source: Mapping[str, Any], aws: Any) -> list[str]:
+    s3 = source["S3DataSource"]
+    problems = []
+    if s3["S3DataType"] == "S3Prefix" and s3["CompressionType"] == "None" \
+            and not s3["S3Uri"].endswith("/"):  # fmt: skip
+        problems.append(f"{where}: an uncompressed S3Prefix source must end with '/'")
+    if not _s3_objects(aws, s3["S3Uri"]):
+        problems.append(f"{where}: no S3 objects under {s3['S3Uri']}")
+    return problems
+
+
+def hosting_problems(model: Mapping[str, Any], config: Mapping[str, Any],
+                     endpoint: Mapping[str, Any], aws: Any) -> list[str]:  # fmt: skip
+    """What SageMaker would refuse in CreateModel, CreateEndpointConfig and CreateEndpoint
+    (the API reference's patterns and limits), or could not load: an empty data source."""
+    problems = [f"{name} is not a SageMaker name (63 letters, digits, hyphens)" for name in (
+        model["ModelName"], config["EndpointConfigName"], endpoint["EndpointName"])
+        if not _SAGEMAKER_NAME.match(name)]
+    container = model["PrimaryContainer"]
+    problems += _api_limits(container, {"Environment": (100, 1024, 1024)})
+    problems += _data_source_problems("ModelDataSource", container["ModelDataSource"], aws)
+    for extra in container.get("AdditionalModelDataSources", []):
+        if not _CHANNEL.match(extra["ChannelName"]):
+            problems.append(f"channel name {extra['ChannelName']!r} is not allowed")
+        problems += _data_source_problems(extra["ChannelName"], extra, aws)
+    for variant in config["ProductionVariants"]:
+        if variant["ModelName"] != model["ModelName"]:
+            problems.append(f"variant {variant['VariantName']} serves an unknown model")
+        if not variant["InstanceType"].startswith("ml.") or variant["InitialInstanceCount"] < 1:
+            problems.append(f"variant {variant['VariantName']}: an ml.* type and 1+ instances")
+        timeout = variant.get("ContainerStartupHealthCheckTimeoutInSeconds", 60)
+        if not 60 <= timeout <= 3600:
+            problems.append(f"startup health check timeout {timeout} is outside 60-3600 s")
+    if endpoint["EndpointConfigName"] != config["EndpointConfigName"]:
+        problems.append("CreateEndpoint names another endpoint config")
+    return problems
 
 
 def sagemaker_metric(regex: str, log_text: str) -> float | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,12 +28,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Source:
-    """Where a chatbot's replies come from: ``registry``, ``hub`` or ``offline``."""
+    """Where a chatbot's replies come from: ``registry``, ``endpoint``, ``hub`` or ``offline``."""
 
     kind: str
     label: str
     location: str = ""
     character: str = ""  # a registry adapter's character; empty: speaks as any character
+    chat: Any = field(default=None, compare=False)  # an endpoint's EndpointChat
 
     def speaks_as(self, character: str) -> bool:
         """Whether this source can answer in ``character``'s voice."""
@@ -125,6 +127,11 @@ def resolve_sources(settings, model_name: str, base_model: str) -> tuple[Source,
         character = artifacts.read_info(local.path).character
         label = f"registry {model_name} version {local.version} (trained for {character})"
         chain.append(Source("registry", label, str(local.path), character))
+    from stnlp.runtime.endpoint import endpoint_source  # `stnlp deploy`: served, so first
+
+    hosted = endpoint_source(settings, model_name)
+    if hosted is not None:
+        chain.insert(0, Source("endpoint", hosted.label, hosted.endpoint, hosted.character, hosted))
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -161,6 +168,8 @@ def merge_for_serving(model):
 @lru_cache(maxsize=4)
 def load_chat(source: Source, max_context: int = 1024) -> ModelChat:
     """Load a registry or hub source once per process."""
+    if source.kind == "endpoint":
+        return source.chat
     device, dtype = device_and_dtype()
     if source.kind == "registry":
         model, tokenizer, info = artifacts.load(Path(source.location), dtype)

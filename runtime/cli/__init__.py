@@ -16,6 +16,7 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     cost,
     data,
     demo,
+    deploy,
     doctor,
     evaluate,
     models,
