@@ -135,24 +135,6 @@ MAX_SEARCH_VALUES = 30  # SageMaker's limit on a categorical range's values
 
 
 @dataclass(frozen=True)
-class BatchSpec:
-    """How a batch job runs sharded by episode (`stnlp batch JOB --shards N`).
-
-    ``dataset`` is the input dataset holding one file per episode; each shard gets some of its
-    files (and every other input dataset whole). ``shard`` is an entrypoint like the job's own
-    (``"module:function"`` taking a :class:`stnlp.runtime.training.TrainingContext`) that writes
-    a partial result for its episodes to ``ctx.output_dir``. ``merge`` is
-    ``"module:function"``: ``merge(ctx, parts)`` reads the shards' output folders ``parts``
-    and writes to ``ctx.output_dir`` exactly what one run of the job over every episode would,
-    returning its :class:`stnlp.runtime.training.TrainingOutcome`.
-    """
-
-    dataset: str
-    shard: str
-    merge: str
-
-
-@dataclass(frozen=True)
 class JobSpec:
     """A training (or batch) job: everything the runtime and the Pulumi program need.
 
@@ -179,7 +161,6 @@ class JobSpec:
     description: str = ""
     hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
     search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    batch: BatchSpec | None = None
 
     def parameter_types(self) -> dict[str, str]:
         """Each hyperparameter's kind: declared, else its default's."""
@@ -256,7 +237,6 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
         raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
     _check_parameters(job, fail)
     _check_search_space(job, fail)
-    _check_batch(job, fail)
     if job.gpu_count > 0:
         available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
         if available == 0:
@@ -329,20 +309,6 @@ def _check_range(where: str, space: Mapping[str, Any], kind: str, fail) -> None:
         raise fail(f"{where}: scale {scale!r} is not one of {', '.join(SEARCH_SCALES)}")
     if scale == "log" and low <= 0:
         raise fail(f"{where}: a log scale needs min above 0, got {low!r}")
-
-
-def _check_batch(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
-    batch = job.batch
-    if batch is None:
-        return
-    if not isinstance(batch, BatchSpec):
-        raise fail(f"batch must be a BatchSpec, got {type(batch).__name__}")
-    if batch.dataset not in job.input_datasets:
-        raise fail(f"batch.dataset {batch.dataset!r} is not one of its input_datasets")
-    for name in ("shard", "merge"):
-        if not _ENTRYPOINT.match(getattr(batch, name)):
-            raise fail(f"batch.{name} {getattr(batch, name)!r} must look like "
-                       "'package.module:function'")
 
 
 def validate_tab(plugin: str, tab: Any) -> TabSpec:

@@ -8,9 +8,6 @@ for real (its checks, its pip install, the container module, the bootstrap).
   ``sagemaker_submit_directory`` (a tar.gz) is extracted into ``opt/ml/code`` and
   ``sagemaker_program`` run as ``/bin/sh -c "./<program> --key value ..."``; ``TRAINING_JOB_NAME``
   names the job.
-- Processing: each instance's inputs are downloaded into their ``LocalPath``; a manifest input
-  ``ShardedByS3Key`` gives instance ``i`` of ``n`` every ``n``-th key; the entrypoint runs as
-  given; the output folder is uploaded to its ``S3Uri`` at the end.
 
 The "image" is a venv over this environment (:func:`tests.test_userdata_sandbox._ami`); the
 absolute paths of the scripts move under the sandbox. Every AWS call the container makes is
@@ -102,45 +99,3 @@ class SageMakerSandbox:
                         SM_INPUT_CONFIG_DIR=str(config), STNLP_CHECKPOINT_DIR=str(box / "ckpt"))
         return subprocess.run(["/bin/sh", "-c", f"./{program.name} {args}"], cwd=code, env=env,
                               capture_output=True, text=True, timeout=240)
-
-    def process(self, request: dict[str, Any], host: int) -> subprocess.CompletedProcess:
-        """Run instance ``host`` (0-based) of processing job ``request``; upload its output."""
-        count = request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
-        box = self.root / f"{request['ProcessingJobName']}-algo-{host + 1}"
-        for item in request["ProcessingInputs"]:
-            given = item["S3Input"]
-            local = Path(self._paths(box, given["LocalPath"]))
-            if given["S3DataType"] != "ManifestFile":
-                self._download(given["S3Uri"], local)
-                for archive in local.glob("*.tar.gz"):
-                    self._rewrite_archive(box, archive)
-                continue
-            bucket, _, key = given["S3Uri"].removeprefix("s3://").partition("/")
-            manifest = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            prefix, keys = manifest[0]["prefix"], manifest[1:]
-            if given["S3DataDistributionType"] == "ShardedByS3Key":
-                keys = keys[host::count]
-            for relative in keys:
-                source = (prefix + relative).removeprefix("s3://").partition("/")
-                target = local / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(source[0], source[2], str(target))
-        config = box / "opt" / "ml" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        (config / "resourceconfig.json").write_text(json.dumps(
-            {"current_host": f"algo-{host + 1}",
-             "hosts": [f"algo-{i + 1}" for i in range(count)]}))  # fmt: skip
-        app = request["AppSpecification"]
-        command = [self._paths(box, part) for part in app["ContainerEntrypoint"]]
-        env = self._env(box, request.get("Environment") or {})
-        done = subprocess.run(command, cwd=box, env=env, capture_output=True, text=True,
-                              timeout=240)
-        for output in request["ProcessingOutputConfig"]["Outputs"]:
-            given = output["S3Output"]
-            folder = Path(self._paths(box, given["LocalPath"]))
-            bucket, _, prefix = given["S3Uri"].removeprefix("s3://").partition("/")
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                key = f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}"
-                self.s3.upload_file(str(path), bucket, key)
-        return done
-

@@ -7,9 +7,7 @@
 - ``trial``: a tuning trial. SageMaker's tuning job started this training job
   (``TRAINING_JOB_NAME``) with the tuned hyperparameters in ``hyperparameters.json``; the
   trial's run is created here, named after the training job so a container that SageMaker
-  restarts (spot) finds its run again, and publishes to the trial model; then the bootstrap;
-- ``shard``: one shard of a batch job (:func:`stnlp.runtime.batch.run_shard`) over the
-  episodes SageMaker gave this instance, its partial result written to the processing output.
+  restarts (spot) finds its run again, and publishes to the trial model; then the bootstrap.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from stnlp.runtime.store import open_stores
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = "/opt/ml/input/config"  # SageMaker's; SM_INPUT_CONFIG_DIR where the toolkit sets it
-MODES = ("train", "trial", "shard")
+MODES = ("train", "trial")
 
 
 def _settings(env: Mapping[str, str]) -> Settings:
@@ -90,11 +88,7 @@ def run(env: Mapping[str, str]) -> int:
         raise UserError(f"STNLP_MODE={mode!r} is not one of {', '.join(MODES)}")
     if mode == "train":
         return _bootstrap(env, env["STNLP_RUN_ID"])
-    if mode == "trial":
-        return _bootstrap(env, start_trial(env))
-    from stnlp.runtime.batch import shard_main
-
-    return shard_main(_spec(_settings(env), env["STNLP_JOB"]), env)
+    return _bootstrap(env, start_trial(env))
 
 
 def main() -> int:

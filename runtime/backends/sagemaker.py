@@ -328,21 +328,17 @@ def apply_status(run: Run, description: dict[str, Any]) -> str:
 
 
 def mirror_status(run: Run, sagemaker: Any) -> str:
-    """Read the run's training (or, for a batch run, processing) job and mirror it."""
+    """Read the run's training job and mirror it."""
     name = run.record.get("job_id")
     if not name:
         raise UserError(f"run {run.run_id} has no SageMaker job")
-    if run.record.get("batch"):
-        from stnlp.runtime.backends.sagemaker_batch import mirror_processing
-
-        return mirror_processing(run, sagemaker)
     return apply_status(run, sagemaker.describe_training_job(TrainingJobName=name))
 
 
 def kill_sagemaker_run(
     settings: Settings, stores: Stores, run_id: str, sagemaker: Any = None
 ) -> Run:
-    """Stop the run's training (or processing) job, then record ``killed`` and clean up."""
+    """Stop the run's training job, then record ``killed`` and clean up."""
     from botocore.exceptions import ClientError
 
     def stop(run: Run) -> str:
@@ -351,10 +347,7 @@ def kill_sagemaker_run(
             return "it had no SageMaker job yet"
         client = sagemaker or s3_client(settings, "sagemaker")
         try:
-            if run.record.get("batch"):
-                client.stop_processing_job(ProcessingJobName=name)
-            else:
-                client.stop_training_job(TrainingJobName=name)
+            client.stop_training_job(TrainingJobName=name)
         except ClientError as exc:  # already ended: nothing left to stop
             logs.event(log, "stopping the SageMaker job was refused", logging.WARNING,
                        job=name, error=str(exc))

@@ -119,20 +119,20 @@ WHEELS
 def release_channels(
     wheels: Sequence[ShippedFile], lock: ShippedFile
 ) -> list[tuple[str, ShippedFile]]:
-    """The SageMaker input channel (or processing input) of each release file:
+    """The SageMaker input channel of each release file:
     ``wheel0``, ``wheel1``... then ``lock``."""
     return [*((f"wheel{i}", wheel) for i, wheel in enumerate(wheels)), ("lock", lock)]
 
 
 def render_container_entry(wheels: Sequence[ShippedFile], lock: ShippedFile) -> str:
-    """The entry script of a SageMaker container (training, tuning trial or processing).
+    """The entry script of a SageMaker container (a training run or a tuning trial).
 
     SageMaker has already downloaded each release file into its channel's folder under
-    ``$STNLP_RELEASE_DIR`` (``/opt/ml/input/data`` for training, ``/opt/ml/processing/input``
-    for processing); the script checks each file's sha256, installs the release exactly as a
-    training instance does (:func:`_install`: a venv seeing the image's Python environment,
-    ``pip --require-hashes``) and runs :mod:`stnlp.runtime.backends.container`, which reads
-    what to do from the environment. Arguments (SageMaker's hyperparameters) are ignored.
+    ``$STNLP_RELEASE_DIR`` (default ``/opt/ml/input/data``); the script checks each file's
+    sha256, installs the release exactly as a training instance does (:func:`_install`: a
+    venv seeing the image's Python environment, ``pip --require-hashes``) and runs
+    :mod:`stnlp.runtime.backends.container`, which reads what to do from the environment.
+    Arguments (SageMaker's hyperparameters) are ignored.
     """
     lines = [f"mkdir -p {DIST}"]
     for channel, shipped in release_channels(wheels, lock):
