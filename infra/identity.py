@@ -199,7 +199,22 @@ def launcher_statements(
         {"Sid": "SageMakerJobs", "Effect": "Allow",
          "Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
-         "Resource": f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*"},
+         "Resource": [f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*",
+                      f"arn:aws:sagemaker:{region}:{account}:training-job/tune-*"]},
+        {"Sid": "SageMakerHosting", "Effect": "Allow",
+         "Action": ["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint",
+                    "sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:DeleteModel", "sagemaker:InvokeEndpoint", "sagemaker:AddTags"],
+         "Resource": [f"arn:aws:sagemaker:{region}:{account}:{kind}/stnlp-{stack.lower()}-*"
+                      for kind in ("model", "endpoint-config", "endpoint")]},
+        {"Sid": "EndpointRecords", "Effect": "Allow",
+         "Action": [*WRITE_OBJECT, "s3:DeleteObject"], "Resource": f"{models}/endpoints/*"},
+        {"Sid": "SageMakerTuning", "Effect": "Allow",
+         "Action": ["sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob", "sagemaker:AddTags"],
+         "Resource": f"arn:aws:sagemaker:{region}:{account}:hyper-parameter-tuning-job/tune-*"},
     ]  # fmt: skip
 
 
@@ -208,7 +223,8 @@ def sagemaker_statements(
 ) -> list[dict[str, Any]]:
     """The SageMaker execution role: the same data scope and parameters (the container's
     bootstrap finds the stack by its manifest), plus its logs and image pulls."""
-    logs = f"arn:aws:logs:{config.region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
+    group = f"arn:aws:logs:{config.region}:{account}:log-group:/aws/sagemaker"
+    logs = [f"{group}/{kind}" for kind in ("TrainingJobs", "ProcessingJobs", "Endpoints/*")]
     return [
         *data_statements(config.stack, buckets),
         read_parameters_statement(config, account),
@@ -221,7 +237,7 @@ def sagemaker_statements(
                 "logs:PutLogEvents",
                 "logs:DescribeLogStreams",
             ],
-            "Resource": [logs, f"{logs}:*"],
+            "Resource": [*logs, *(f"{name}:*" for name in logs)],
         },
         {
             "Sid": "PullImagesToken",
@@ -265,6 +281,14 @@ def interface_statements(
             "Effect": "Allow",
             "Action": "ssm:GetParameter",
             "Resource": parameters,
+        },
+        {
+            # the chat tab's hosted source (`stnlp deploy`)
+            "Sid": "InvokeChatEndpoints",
+            "Effect": "Allow",
+            "Action": "sagemaker:InvokeEndpoint",
+            "Resource": f"arn:aws:sagemaker:{config.region}:{account}:endpoint/"
+            f"stnlp-{config.stack.lower()}-*",
         },
     ]
 

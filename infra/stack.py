@@ -14,6 +14,7 @@ from stnlp.infra.compute import Compute
 from stnlp.infra.config import load_config
 from stnlp.infra.identity import Identity
 from stnlp.infra.manifest import Manifest
+from stnlp.infra.monitoring import Monitoring
 from stnlp.infra.network import Network
 from stnlp.infra.storage import Storage
 
@@ -58,6 +59,8 @@ class NlpStack(pulumi.ComponentResource):
         compute = Compute(
             "compute", config, network, identity, jobs, storage.names["models"], child
         )
+        Monitoring("monitoring", config, account_id, compute.alarm_topic,
+                   [job.name for job in jobs], child)
         context = StackContext(
             config.stack, config, storage.names, self, network.vpc.id, compute.training_sg.id
         )

@@ -129,6 +129,11 @@ class Component:
     description: str
 
 
+SEARCH_SCALES = ("linear", "log")
+"""How a numeric search range is sampled: uniformly, or uniformly in its logarithm."""
+MAX_SEARCH_VALUES = 30  # SageMaker's limit on a categorical range's values
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A training (or batch) job: everything the runtime and the Pulumi program need.
@@ -157,6 +162,7 @@ class JobSpec:
     chat: str | None = None
     description: str = ""
     hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
+    search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def parameter_types(self) -> dict[str, str]:
         """Each hyperparameter's kind: declared, else its default's."""
@@ -232,6 +238,7 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
     if job.gpu_count < 0:
         raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
     _check_parameters(job, fail)
+    _check_search_space(job, fail)
     if job.gpu_count > 0:
         available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
         if available == 0:
@@ -259,6 +266,51 @@ def _check_parameters(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
                 check_parameter(f"preset {preset!r}", key, value, kinds.get(key, "json"))
             except UserError as exc:
                 raise fail(str(exc)) from None
+
+
+def _check_search_space(job: JobSpec, fail: Callable[[str], SpecError]) -> None:
+    """Every searched key is a hyperparameter, with a ``values`` list or a numeric range."""
+    kinds = job.parameter_types()
+    for key, space in job.search_space.items():
+        where = f"search_space[{key!r}]"
+        if key not in kinds:
+            raise fail(f"{where}: the job has no hyperparameter {key!r}")
+        if not isinstance(space, Mapping):
+            raise fail(f"{where} must be a mapping with 'values' or 'min' and 'max'")
+        if "values" in space:
+            _check_values(where, space, kinds[key], fail)
+        else:
+            _check_range(where, space, kinds[key], fail)
+
+
+def _check_values(where: str, space: Mapping[str, Any], kind: str, fail) -> None:
+    if set(space) != {"values"}:
+        raise fail(f"{where}: 'values' goes alone, got {sorted(space)}")
+    values = space["values"]
+    if not isinstance(values, list | tuple) or not 1 <= len(values) <= MAX_SEARCH_VALUES:
+        raise fail(f"{where}: values must be a list of 1 to {MAX_SEARCH_VALUES} values")
+    for value in values:
+        try:
+            check_parameter(where, "value", value, kind)
+        except UserError as exc:
+            raise fail(str(exc)) from None
+
+
+def _check_range(where: str, space: Mapping[str, Any], kind: str, fail) -> None:
+    if kind not in ("int", "float") or not {"min", "max"} <= set(space):
+        raise fail(f"{where}: a {kind} hyperparameter is searched over 'values'; numbers also "
+                   "take 'min' and 'max'")
+    extra = set(space) - {"min", "max", "scale"}
+    if extra:
+        raise fail(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    low, high = (check_parameter(where, bound, space[bound], kind) for bound in ("min", "max"))
+    if not low < high:
+        raise fail(f"{where}: min {low!r} must be below max {high!r}")
+    scale = space.get("scale", "linear")
+    if scale not in SEARCH_SCALES:
+        raise fail(f"{where}: scale {scale!r} is not one of {', '.join(SEARCH_SCALES)}")
+    if scale == "log" and low <= 0:
+        raise fail(f"{where}: a log scale needs min above 0, got {low!r}")
 
 
 def validate_tab(plugin: str, tab: Any) -> TabSpec:

@@ -61,6 +61,7 @@ from stnlp.runtime.runs import Run, load_run
 from stnlp.runtime.spot import DEFAULT_IMDS_URL, Imds, SpotNotice, SpotPoller
 from stnlp.runtime.store import Stores, open_stores, s3_client
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
+from stnlp.runtime.tune import metric_lines
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class Bootstrap:
         self.proc: subprocess.Popen | None = None
         self._stop_beats = threading.Event()
         self.run: Run | None = None
+        self._printed = 0  # metrics entries printed to stdout so far (SageMaker)
 
     # -- the run record, shared by the main thread and the heartbeat thread ----------------
 
@@ -225,6 +227,9 @@ class Bootstrap:
         from stnlp.plugins.manager import build_plugin_manager
 
         spec = build_plugin_manager(self.instance.settings).job(self.job)
+        model = self.run.record.get("model")
+        if model and model != spec.output_model:  # a tuning trial publishes to its trial model
+            spec = replace(spec, output_model=model)
         required = self.options.required_gpus
         checks = run_preflight([
             check_gpus(spec.gpu_count if required is None else required),
@@ -317,7 +322,13 @@ class Bootstrap:
     def _upload_progress(self, ctx: TrainingContext) -> None:
         with self.lock:
             upload_log_dir(self.run, self.log_dir)
-            self.run.write_metrics(ctx.read_metrics())
+            metrics = ctx.read_metrics()
+            self.run.write_metrics(metrics)
+            if self.options.platform == "sagemaker":  # what a tuning job's metric regexes read
+                for entry in metrics[self._printed:]:
+                    for line in metric_lines(entry):
+                        print(line, flush=True)
+                self._printed = len(metrics)
             self.run.upload_checkpoints(ctx.checkpoint_dir)
             prune_checkpoints(self.stores, self.run.prefix, ctx.checkpoint_dir)
 

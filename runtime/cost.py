@@ -3,6 +3,11 @@
 Figures come from the stack's config (which decides what is created: NAT gateway, interface
 host, one alarm per job) and the price table ``runtime/prices.json`` (its source and date are in
 the file). Storage is billed per GB stored and is reported as a rate, not a total.
+
+Each job is priced on both training backends: EC2 (the EC2 rate, spot at ``spot_fraction``, gp3
+root volume, public IPv4 without a NAT) and SageMaker (the ``ml.*`` rate of
+``sagemaker_hourly``, managed spot at ``sagemaker_spot_fraction``, ML storage; SageMaker's own
+network, no address billed). :func:`hosting_cost` prices a chat endpoint's instance.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stnlp.common.errors import UserError
-from stnlp.common.names import ec2_instance_type
+from stnlp.common.names import ec2_instance_type, ml_instance_type
 from stnlp.common.stackconfig import INTERFACE_ROOT_GB, StackConfig, uses_spot
 from stnlp.plugins.spec import JobSpec
 
@@ -37,6 +42,10 @@ class JobCost:
     instance_type: str
     market: str  # "spot" or "on-demand"
     hourly: float
+    backend: str = "ec2"
+
+
+BACKEND_TABLES = {"ec2": "ec2_on_demand_hourly", "sagemaker": "sagemaker_hourly"}
 
 
 def load_prices(path: Path = PRICES) -> dict[str, Any]:
@@ -47,8 +56,10 @@ def load_prices(path: Path = PRICES) -> dict[str, Any]:
         raise UserError(f"price table {path} cannot be read: {exc}") from exc
 
 
-def _instance_hourly(prices: Mapping[str, Any], instance_type: str) -> float:
-    table = prices["ec2_on_demand_hourly"]
+def _instance_hourly(
+    prices: Mapping[str, Any], instance_type: str, backend: str = "ec2"
+) -> float:
+    table = prices[BACKEND_TABLES[backend]]
     if instance_type not in table:
         raise UserError(
             f"price table has no price for instance type {instance_type!r} "
@@ -93,7 +104,20 @@ def idle_items(
             prices["ssm_standard_parameter_month"],
         )
     )
-    return items
+    return items + monitoring_items(prices)
+
+
+def monitoring_items(prices: Mapping[str, Any]) -> list[IdleItem]:
+    """The monitoring the stack creates (stnlp.infra.monitoring): a dashboard, a budget, the SNS
+    topic and the run-end rule, each within the account's free tier while it is alone."""
+    return [
+        IdleItem(f"1 CloudWatch dashboard (${prices['cloudwatch_dashboard_month']:.2f}/month "
+                 f"beyond the account's {prices['cloudwatch_free_dashboards']} free)", 0.0),
+        IdleItem(f"1 AWS Budgets cost budget (the account's first {prices['budgets_free']} are "
+                 f"free, then ${prices['budget_day']:.2f}/day)", 0.0),
+        IdleItem(f"SNS topic + e-mail (the first {prices['sns_free_emails_month']} e-mails a "
+                 "month are free) and the EventBridge rule on run ends (AWS events: free)", 0.0),
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -118,36 +142,59 @@ class RunCost:
 
 
 def hourly_cost(
-    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any]
+    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any], backend: str = "ec2"
 ) -> JobCost:
-    """One training hour of ``job``: instance (spot or on-demand), root volume, public IPv4."""
+    """One training hour of ``job`` on ``backend``: instance (spot or on-demand) and its disk,
+    plus, on EC2 without a NAT, the public IPv4 address."""
+    market = "spot" if spot else "on-demand"
+    hours = prices["hours_per_month"]
+    if backend == "sagemaker":
+        instance_type = ml_instance_type(job.instance_type)
+        hourly = _instance_hourly(prices, instance_type, backend)
+        if spot:
+            hourly *= prices["sagemaker_spot_fraction"]
+        hourly += job.root_volume_gb * prices["sagemaker_storage_gb_month"] / hours
+        return JobCost(job.name, instance_type, market, hourly, backend)
     instance_type = ec2_instance_type(job.instance_type)
     hourly = _instance_hourly(prices, instance_type)
     if spot:
         hourly *= prices["spot_fraction"]
-    hourly += job.root_volume_gb * prices["ebs_gp3_gb_month"] / prices["hours_per_month"]
+    hourly += job.root_volume_gb * prices["ebs_gp3_gb_month"] / hours
     if not nat:  # instances in public subnets get a public address
         hourly += prices["public_ipv4_hourly"]
-    return JobCost(job.name, instance_type, "spot" if spot else "on-demand", hourly)
+    return JobCost(job.name, instance_type, market, hourly)
 
 
-def job_cost(config: StackConfig, job: JobSpec, prices: Mapping[str, Any]) -> JobCost:
+def job_cost(
+    config: StackConfig, job: JobSpec, prices: Mapping[str, Any], backend: str = "ec2"
+) -> JobCost:
     """One training hour of ``job`` on the stack of ``config``."""
-    return hourly_cost(job, spot=uses_spot(config, job), nat=config.nat_gateway, prices=prices)
+    return hourly_cost(job, spot=uses_spot(config, job), nat=config.nat_gateway, prices=prices,
+                       backend=backend)
 
 
 def run_cost(
-    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any] | None = None
-) -> RunCost:
-    """The most one run of ``job`` costs: its hourly rate times its maximum runtime."""
-    hour = hourly_cost(job, spot=spot, nat=nat, prices=prices or load_prices())
+    job: JobSpec, *, spot: bool, nat: bool, prices: Mapping[str, Any] | None = None,
+    backend: str = "ec2", runs: int = 1,
+) -> RunCost:  # fmt: skip
+    """The most ``runs`` runs of ``job`` cost (a tuning's trials): the hourly rate times the
+    maximum runtime of each."""
+    hour = hourly_cost(job, spot=spot, nat=nat, prices=prices or load_prices(), backend=backend)
     return RunCost(job.name, hour.instance_type, hour.market, hour.hourly,
-                   job.max_runtime_minutes / 60)
+                   runs * job.max_runtime_minutes / 60)
+
+
+def hosting_cost(instance_type: str, prices: Mapping[str, Any] | None = None) -> float:
+    """The hourly cost of one SageMaker hosting instance of ``instance_type`` (``ml.*``)."""
+    return _instance_hourly(prices or load_prices(), ml_instance_type(instance_type),
+                            "sagemaker")
 
 
 def estimate(
-    config: StackConfig, jobs: Sequence[JobSpec], prices: Mapping[str, Any] | None = None
-) -> tuple[list[IdleItem], list[JobCost]]:
-    """``(idle items, per-job training hour costs)`` of a stack."""
+    config: StackConfig, jobs: Sequence[JobSpec], prices: Mapping[str, Any] | None = None,
+    backends: Sequence[str] = ("ec2",),
+) -> tuple[list[IdleItem], list[JobCost]]:  # fmt: skip
+    """``(idle items, per-job training hour costs on each of backends)`` of a stack."""
     prices = prices or load_prices()
-    return idle_items(config, jobs, prices), [job_cost(config, job, prices) for job in jobs]
+    return idle_items(config, jobs, prices), [
+        job_cost(config, job, prices, backend) for job in jobs for backend in backends]

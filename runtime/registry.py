@@ -50,6 +50,7 @@ from stnlp.runtime.versions import (
 log = logging.getLogger(__name__)
 
 _MODEL = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+_STANDARD_FIELDS = ("model", "version", "created", "base_model", "run_id", "metrics")
 
 __all__ = ["CorruptModelError", "LocalModel", "ModelRegistry", "fetch_latest", "file_digest",
            "new_version"]  # fmt: skip
@@ -146,11 +147,18 @@ class ModelRegistry:
         base_model: str | None = None,
         run_id: str | None = None,
         metrics: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
         """Store every file under ``source_dir`` as a new complete version; return its id.
 
-        The pointer does not move: :meth:`move_latest` (or :meth:`publish`) does that.
+        ``extra`` adds fields to the manifest (a tuned version's ``hyperparameters`` and
+        ``trials``); it may not replace the standard ones. The pointer does not move:
+        :meth:`move_latest` (or :meth:`publish`) does that.
         """
+        clash = sorted(set(extra or {}) & {*_STANDARD_FIELDS, "files"})
+        if clash:
+            raise UserError(f"model {model!r}: extra manifest field(s) {', '.join(clash)} "
+                            "would replace standard ones")
         files = sorted(p for p in Path(source_dir).rglob("*") if p.is_file())
         if not files:
             raise UserError(f"model {model!r}: nothing to publish in {source_dir}")
@@ -168,6 +176,7 @@ class ModelRegistry:
             "base_model": base_model,
             "run_id": run_id,
             "metrics": dict(metrics or {}),
+            **(extra or {}),
             "files": entries,
         }
         self.store.put(f"{prefix}/{MANIFEST}", encode_json(manifest), if_none_match=True)

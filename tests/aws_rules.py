@@ -18,6 +18,7 @@ rules moto skips.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -192,6 +193,58 @@ def _training_job(call, aws) -> list[Need]:
     return needs
 
 
+def _sagemaker_arn(kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}"
+
+
+def _tuning_job(call, aws) -> list[Need]:
+    params = call["params"]
+    job = _sagemaker_arn("hyper-parameter-tuning-job", params["HyperParameterTuningJobName"])
+    needs = [Need("sagemaker:CreateHyperParameterTuningJob", job),
+             Need("iam:PassRole", params["TrainingJobDefinition"]["RoleArn"],
+                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
+    if params.get("Tags"):
+        needs.append(Need("sagemaker:AddTags", job))
+    return needs
+
+
+def _hosting(kind: str, field: str, action: str) -> Callable[[dict[str, Any], Any], list[Need]]:
+    """Create/Describe/Delete of a model, endpoint config or endpoint (Tags need AddTags;
+    CreateModel passes its execution role to SageMaker)."""
+    def needs(call, _aws) -> list[Need]:
+        params = call["params"]
+        arn = _sagemaker_arn(kind, params[field])
+        found = [Need(f"sagemaker:{action}", arn)]
+        if params.get("Tags"):
+            found.append(Need("sagemaker:AddTags", arn))
+        if params.get("ExecutionRoleArn"):
+            found.append(Need("iam:PassRole", params["ExecutionRoleArn"],
+                              {"iam:PassedToService": "sagemaker.amazonaws.com"}))
+        if kind == "endpoint" and params.get("EndpointConfigName"):  # the config it reads
+            found.append(Need(f"sagemaker:{action}",
+                              _sagemaker_arn("endpoint-config", params["EndpointConfigName"])))
+        return found
+    return needs
+
+
+for _kind, _field, _ops in (
+    ("model", "ModelName", ("CreateModel", "DeleteModel", "DescribeModel")),
+    ("endpoint-config", "EndpointConfigName",
+     ("CreateEndpointConfig", "DeleteEndpointConfig", "DescribeEndpointConfig")),
+    ("endpoint", "EndpointName", ("CreateEndpoint", "DeleteEndpoint", "DescribeEndpoint")),
+):
+    for _op in _ops:
+        RULES[("sagemaker", _op)] = _hosting(_kind, _field, _op)
+RULES[("sagemaker-runtime", "InvokeEndpoint")] = lambda c, _: [Need(
+    "sagemaker:InvokeEndpoint", _sagemaker_arn("endpoint", c["params"]["EndpointName"]))]
+RULES[("sagemaker", "CreateHyperParameterTuningJob")] = _tuning_job
+for _op, _kind, _field in (
+    ("DescribeHyperParameterTuningJob", "hyper-parameter-tuning-job",
+     "HyperParameterTuningJobName"),
+    ("StopHyperParameterTuningJob", "hyper-parameter-tuning-job", "HyperParameterTuningJobName"),
+):
+    RULES[("sagemaker", _op)] = lambda c, _, op=_op, kind=_kind, name=_field: [Need(
+        f"sagemaker:{op}", _sagemaker_arn(kind, c["params"][name]))]
 RULES[("ec2", "TerminateInstances")] = _terminate
 RULES[("ec2", "RunInstances")] = _run_instances
 RULES[("sagemaker", "CreateTrainingJob")] = _training_job
@@ -261,8 +314,53 @@ def run_instances_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool
     return problems
 
 
-def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
-    """What SageMaker would refuse, or the stack config forbids, in a CreateTrainingJob."""
+def _api_limits(params: Mapping[str, Any], spec: Mapping[str, tuple[int, int, int]]) -> list[str]:
+    """SageMaker's documented size limits on maps and lists of strings: for each field,
+    ``(most entries, longest key, longest value)`` (botocore does not check maxima)."""
+    problems = []
+    for name, (entries, key_max, value_max) in spec.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        items = value.items() if isinstance(value, Mapping) else [("", v) for v in value]
+        if len(value) > entries:
+            problems.append(f"{name} has {len(value)} entries; SageMaker accepts {entries}")
+        for key, item in items:
+            if len(key) > key_max or len(str(item)) > value_max:
+                problems.append(f"{name} entry {key or str(item)[:40]!r} is longer than "
+                                f"SageMaker accepts ({key_max}/{value_max} characters)")
+    return problems
+
+
+def _s3_objects(aws: Any, uri: str) -> list[str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return aws.s3_keys(bucket, prefix)
+
+
+def _script_mode_problems(params: Mapping[str, Any], aws: Any) -> list[str]:
+    """The AWS training images' toolkit runs ``sagemaker_program`` from the tar.gz named by
+    ``sagemaker_submit_directory``; without an entrypoint override, both must be right."""
+    hyper = params.get("HyperParameters") or params.get("StaticHyperParameters") or {}
+    algorithm = params["AlgorithmSpecification"]
+    if algorithm.get("ContainerEntrypoint"):
+        return []
+    program, archive = hyper.get("sagemaker_program"), hyper.get("sagemaker_submit_directory")
+    if not program or not archive:
+        return ["no ContainerEntrypoint and no sagemaker_program/sagemaker_submit_directory: "
+                "the image's toolkit has nothing to run"]
+    bucket, _, key = archive.removeprefix("s3://").partition("/")
+    names = aws.tar_members(bucket, key)
+    if names is None:
+        return [f"sagemaker_submit_directory {archive} is not a tar.gz object"]
+    if program not in names:
+        return [f"sagemaker_program {program} is not in {archive} ({names})"]
+    return []
+
+
+def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool,
+                          nat: bool = False) -> list[str]:  # fmt: skip
+    """What SageMaker would refuse or could not run, or the stack config forbids, in a
+    CreateTrainingJob (or a tuning job's TrainingJobDefinition)."""
     problems = []
     vpc = params.get("VpcConfig")
     if vpc:
@@ -270,21 +368,169 @@ def training_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool)
         vpcs |= {aws.group_vpc(g) for g in vpc["SecurityGroupIds"]}
         if len(vpcs) != 1:
             problems.append(f"VpcConfig spans VPCs {sorted(vpcs)}")
+        if not nat:
+            problems.append("VpcConfig on a stack without a NAT gateway: the container reaches "
+                            "neither SSM nor the package index")
     stopping = params["StoppingCondition"]
     if params.get("EnableManagedSpotTraining"):
         if not stack_spot:
             problems.append("managed spot on a stack whose config says spot: false")
         if stopping.get("MaxWaitTimeInSeconds", 0) < stopping["MaxRuntimeInSeconds"]:
             problems.append("MaxWaitTimeInSeconds is below MaxRuntimeInSeconds")
+    algorithm = params["AlgorithmSpecification"]
+    problems += _api_limits(algorithm, {"ContainerEntrypoint": (100, 0, 256),
+                                        "ContainerArguments": (100, 0, 256)})
+    problems += _api_limits(params, {"HyperParameters": (100, 256, 2500),
+                                     "StaticHyperParameters": (100, 256, 2500),
+                                     "Environment": (100, 512, 1024)})
+    for channel in params.get("InputDataConfig", []):
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if not _s3_objects(aws, uri):
+            problems.append(f"channel {channel['ChannelName']}: no S3 objects under {uri}")
+    return problems + _script_mode_problems(params, aws)
+
+
+_TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+MAX_TUNED_PARAMETERS = 30  # SageMaker: at most 30 hyperparameters searched per tuning job
+
+
+def _range_problems(ranges: Mapping[str, Any], static: Mapping[str, Any]) -> list[str]:
+    """SageMaker's rules on ``ParameterRanges`` (AWS docs, "Define Hyperparameter Ranges")."""
+    problems, names = [], []
+    for kind in ("IntegerParameterRanges", "ContinuousParameterRanges"):
+        for item in ranges.get(kind, []):
+            names.append(item["Name"])
+            if not isinstance(item["MinValue"], str) or not isinstance(item["MaxValue"], str):
+                problems.append(f"{item['Name']}: MinValue/MaxValue must be strings")
+                continue
+            low, high = float(item["MinValue"]), float(item["MaxValue"])
+            if kind == "IntegerParameterRanges" and not (low.is_integer() and high.is_integer()):
+                problems.append(f"{item['Name']}: an integer range needs integer bounds")
+            if low >= high:
+                problems.append(f"{item['Name']}: MinValue must be below MaxValue")
+            scaling = item.get("ScalingType", "Auto")
+            if scaling not in ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic"):
+                problems.append(f"{item['Name']}: unknown ScalingType {scaling}")
+            if scaling == "Logarithmic" and low <= 0:
+                problems.append(f"{item['Name']}: Logarithmic scaling needs MinValue above 0")
+            if scaling == "ReverseLogarithmic" and not (low >= 0 and high < 1):
+                problems.append(f"{item['Name']}: ReverseLogarithmic needs 0 <= values < 1")
+    for item in ranges.get("CategoricalParameterRanges", []):
+        names.append(item["Name"])
+        values = item["Values"]
+        if not 1 <= len(values) <= 30 or not all(isinstance(v, str) for v in values):
+            problems.append(f"{item['Name']}: Values must be 1 to 30 strings")
+    if len(names) > MAX_TUNED_PARAMETERS:
+        problems.append(f"{len(names)} hyperparameters searched; SageMaker allows 30")
+    problems += [f"{n} is both searched and static" for n in names if n in static]
+    if not names:
+        problems.append("ParameterRanges searches nothing")
     return problems
+
+
+def tuning_job_problems(params: Mapping[str, Any], aws: Any, stack_spot: bool) -> list[str]:
+    """What SageMaker would refuse in a CreateHyperParameterTuningJob request."""
+    problems = []
+    if not _TUNING_NAME.match(params["HyperParameterTuningJobName"]):
+        problems.append("HyperParameterTuningJobName must be 1-32 letters, digits and hyphens")
+    config, definition = params["HyperParameterTuningJobConfig"], params["TrainingJobDefinition"]
+    if config["Strategy"] not in ("Bayesian", "Random", "Hyperband", "Grid"):
+        problems.append(f"unknown Strategy {config['Strategy']}")
+    limits = config["ResourceLimits"]
+    if limits["MaxNumberOfTrainingJobs"] < 1 or limits["MaxParallelTrainingJobs"] < 1:
+        problems.append("ResourceLimits must allow at least one training job")
+    metrics = definition["AlgorithmSpecification"].get("MetricDefinitions", [])
+    if len(metrics) > 40:
+        problems.append(f"{len(metrics)} MetricDefinitions; SageMaker accepts 40")
+    for metric in metrics:
+        if not 1 <= len(metric["Regex"]) <= 500 or re.compile(metric["Regex"]).groups < 1:
+            problems.append(f"metric {metric['Name']}: a regex of 1-500 characters with a "
+                            "capture group for the value")
+    objective = config["HyperParameterTuningJobObjective"]
+    if objective["Type"] not in ("Maximize", "Minimize"):
+        problems.append(f"objective Type {objective['Type']} is not Maximize or Minimize")
+    if objective["MetricName"] not in {m["Name"] for m in metrics}:
+        problems.append(f"objective {objective['MetricName']} has no MetricDefinition")
+    problems += _range_problems(config["ParameterRanges"],
+                                definition.get("StaticHyperParameters") or {})
+    return problems + training_job_problems(definition, aws, stack_spot)
+
+
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+
+
+def _data_source_problems(where: str, source: Mapping[str, Any], aws: Any) -> list[str]:
+    s3 = source["S3DataSource"]
+    problems = []
+    if s3["S3DataType"] == "S3Prefix" and s3["CompressionType"] == "None" \
+            and not s3["S3Uri"].endswith("/"):  # fmt: skip
+        problems.append(f"{where}: an uncompressed S3Prefix source must end with '/'")
+    if not _s3_objects(aws, s3["S3Uri"]):
+        problems.append(f"{where}: no S3 objects under {s3['S3Uri']}")
+    return problems
+
+
+def hosting_problems(model: Mapping[str, Any], config: Mapping[str, Any],
+                     endpoint: Mapping[str, Any], aws: Any) -> list[str]:  # fmt: skip
+    """What SageMaker would refuse in CreateModel, CreateEndpointConfig and CreateEndpoint
+    (the API reference's patterns and limits), or could not load: an empty data source."""
+    problems = [f"{name} is not a SageMaker name (63 letters, digits, hyphens)" for name in (
+        model["ModelName"], config["EndpointConfigName"], endpoint["EndpointName"])
+        if not _SAGEMAKER_NAME.match(name)]
+    container = model["PrimaryContainer"]
+    problems += _api_limits(container, {"Environment": (100, 1024, 1024)})
+    problems += _data_source_problems("ModelDataSource", container["ModelDataSource"], aws)
+    for extra in container.get("AdditionalModelDataSources", []):
+        if not _CHANNEL.match(extra["ChannelName"]):
+            problems.append(f"channel name {extra['ChannelName']!r} is not allowed")
+        problems += _data_source_problems(extra["ChannelName"], extra, aws)
+    for variant in config["ProductionVariants"]:
+        if variant["ModelName"] != model["ModelName"]:
+            problems.append(f"variant {variant['VariantName']} serves an unknown model")
+        if not variant["InstanceType"].startswith("ml.") or variant["InitialInstanceCount"] < 1:
+            problems.append(f"variant {variant['VariantName']}: an ml.* type and 1+ instances")
+        timeout = variant.get("ContainerStartupHealthCheckTimeoutInSeconds", 60)
+        if not 60 <= timeout <= 3600:
+            problems.append(f"startup health check timeout {timeout} is outside 60-3600 s")
+    if endpoint["EndpointConfigName"] != config["EndpointConfigName"]:
+        problems.append("CreateEndpoint names another endpoint config")
+    return problems
+
+
+def sagemaker_metric(regex: str, log_text: str) -> float | None:
+    """The value SageMaker reads for a metric from a job's log: the first capture group of the
+    regex's last match (the final value is the one a tuning job ranks by)."""
+    found = re.findall(regex, log_text)
+    if not found:
+        return None
+    last = found[-1]
+    return float(last[0] if isinstance(last, tuple) else last)
 
 
 class MotoFacts:
     """What the rules look up in the account (on moto): templates, tags, VPCs, snapshots."""
 
-    def __init__(self, ec2: Any, profiles: Mapping[str, str]):
+    def __init__(self, ec2: Any, profiles: Mapping[str, str], s3: Any = None):
         self.ec2 = ec2
         self.profiles = profiles
+        self.s3 = s3
+
+    def s3_keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def tar_members(self, bucket: str, key: str) -> list[str] | None:
+        """The member names of the tar.gz object at ``key``, or None when it is not one."""
+        import io
+        import tarfile
+
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+                return archive.getnames()
+        except Exception:
+            return None
 
     def template_data(self, template_id: str) -> dict[str, Any]:
         versions = self.ec2.describe_launch_template_versions(LaunchTemplateId=template_id)

@@ -125,7 +125,8 @@ class Cloud:
     def facts(self) -> MotoFacts:
         """What the rules look up in this account: templates, tags, VPCs, snapshots."""
         role = iam_arn("role", self.settings.stack, "training")
-        return MotoFacts(self.ec2, {self.manifest["instance_profile_arn"]: role})
+        return MotoFacts(self.ec2, {self.manifest["instance_profile_arn"]: role},
+                         s3_client(self.settings))
 
     def denials(self, calls: list[dict[str, Any]]) -> list[str]:
         """What AWS would refuse of ``calls`` under the declared policies (one line each)."""

@@ -87,3 +87,22 @@ def test_cost_command_names_a_missing_stack_file(tmp_path, capsys):
     assert (
         f"stack file {tmp_path / 'Pulumi.staging.yaml'} does not exist" in capsys.readouterr().err
     )
+
+
+def test_sagemaker_runs_are_priced_at_ml_rates_not_ec2_rates():
+    from stnlp.runtime.cost import hosting_cost, run_cost
+
+    prices = load_prices()
+    assert {f"ml.{t}" for t in prices["ec2_on_demand_hourly"]} - {"ml.t3.micro", "ml.t3.small",
+                                                                 "ml.t3.large"} \
+        <= set(prices["sagemaker_hourly"])  # every EC2 type a job may use has its ml.* rate
+    # ml.g5.xlarge at $1.408/h on demand, managed spot at 30%, 100 GB ML storage at $0.14
+    sagemaker = run_cost(JOB, spot=True, nat=False, prices=prices, backend="sagemaker")
+    assert sagemaker.instance_type == "ml.g5.xlarge"
+    assert sagemaker.hourly == pytest.approx(1.408 * 0.3 + 100 * 0.14 / 730)
+    ec2 = run_cost(JOB, spot=True, nat=False, prices=prices)
+    assert ec2.hourly == pytest.approx(1.006 * 0.4 + 100 * 0.08 / 730 + 0.005)
+    tuning = run_cost(JOB, spot=False, nat=False, prices=prices, backend="sagemaker", runs=3)
+    assert tuning.total == pytest.approx(3 * (1.408 + 100 * 0.14 / 730) * JOB.max_runtime_minutes
+                                         / 60)
+    assert hosting_cost("g5.2xlarge", prices) == 1.515

@@ -49,7 +49,7 @@ def test_sagemaker_on_an_on_demand_stack_uses_no_managed_spot(cloud):
     _on_demand_stack(cloud)
     sagemaker = recording_client(cloud.settings, "sagemaker", "CreateTrainingJob")
     train_sagemaker(cloud.registry.job(JOB), cloud.settings, stores=cloud.stores,
-                    sagemaker=sagemaker, image="123.dkr.ecr.us-east-1.amazonaws.com/stnlp:1")
+                    sagemaker=sagemaker, image="123.dkr.ecr.us-east-1.amazonaws.com/stnlp:1-py311")
     (request,) = sagemaker.sent
     assert training_job_problems(request, cloud.facts(), stack_spot=False) == []
     assert not request.get("EnableManagedSpotTraining")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from stnlp.common.errors import UserError
-from stnlp.runtime.backends.sagemaker import apply_status, mirror_status, train_sagemaker
+from stnlp.runtime.backends.sagemaker import (
+    DEFAULT_IMAGE,
+    apply_status,
+    image_python,
+    mirror_status,
+    train_sagemaker,
+)
 from stnlp.runtime.registry import ModelRegistry
 from stnlp.runtime.runs import Run, load_run
+from tests.aws_rules import training_job_problems
 from tests.cloud_stack import recording_client
+from tests.sagemaker_sandbox import SageMakerSandbox
 
 JOB = "example-linefit"
 
@@ -22,24 +27,30 @@ def sagemaker(cloud):
     return recording_client(cloud.settings, "sagemaker", "CreateTrainingJob")
 
 
+IMAGE = "123.dkr.ecr.us-east-1.amazonaws.com/stnlp:1-py311"
+
+
 def _start(cloud, sagemaker, **kwargs) -> str:
     spec = cloud.registry.job(JOB)
+    kwargs.setdefault("image", IMAGE)
     return train_sagemaker(spec, cloud.settings, stores=cloud.stores, sagemaker=sagemaker,
-                           image="123.dkr.ecr.us-east-1.amazonaws.com/stnlp:1", **kwargs)
+                           **kwargs)
 
 
-def test_training_job_request_runs_the_bootstrap_with_managed_spot(cloud, sagemaker):
+def test_training_job_request_runs_the_entry_script_with_managed_spot(cloud, sagemaker):
     run_id = _start(cloud, sagemaker, preset="tiny")
     (request,) = sagemaker.sent
+    assert training_job_problems(request, cloud.facts(), stack_spot=True) == []
     stack, results = cloud.settings.stack, cloud.manifest["buckets"]["results"]
     prefix = f"s3://{results}/{stack}/runs/{run_id}"
     assert request["TrainingJobName"] == f"stnlp-{run_id}"
     assert request["RoleArn"] == cloud.manifest["sagemaker_role_arn"]
-    algorithm = request["AlgorithmSpecification"]
-    assert algorithm["ContainerEntrypoint"][:2] == ["bash", "-c"]
-    assert "python -m stnlp.runtime.bootstrap" in algorithm["ContainerEntrypoint"][2]
-    assert algorithm["ContainerArguments"] == ["--stack", stack, "--job", JOB, "--run-id",
-                                               run_id, "--platform", "sagemaker"]
+    assert request["AlgorithmSpecification"] == {"TrainingImage": IMAGE,
+                                                 "TrainingInputMode": "File"}
+    assert request["HyperParameters"]["sagemaker_program"] == "stnlp-entry.sh"
+    assert request["Environment"]["STNLP_MODE"] == "train"
+    assert request["Environment"]["STNLP_RUN_ID"] == run_id
+    assert "VpcConfig" not in request, "SageMaker's own network reaches S3, SSM and PyPI"
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
                 for c in request["InputDataConfig"]}  # fmt: skip
     models = cloud.manifest["buckets"]["models"]
@@ -61,6 +72,35 @@ def test_training_job_request_runs_the_bootstrap_with_managed_spot(cloud, sagema
     assert described["EnableManagedSpotTraining"] is True
 
 
+def test_the_image_python_decides_the_lock_and_an_unknown_one_is_asked_for(cloud, sagemaker):
+    """The PyTorch training image runs Python 3.11: a lock for the AMI's 3.12 would not install
+    there. An image whose tag says nothing needs --image-python."""
+    assert image_python(DEFAULT_IMAGE) == "3.11"
+    assert image_python("x/y:2.6.0-gpu-py312-cu126-ubuntu22.04-sagemaker") == "3.12"
+    with pytest.raises(UserError, match="--image-python"):
+        _start(cloud, sagemaker, image="123.dkr.ecr.us-east-1.amazonaws.com/mine:latest")
+    assert sagemaker.sent == [] and cloud.lock_holder(JOB) is None
+
+
+def test_the_container_installs_the_release_and_the_run_publishes(cloud, sagemaker, tmp_path):
+    """The entry script the job ships, run as SageMaker and the image's toolkit run it: each
+    release file checked and installed (pip --require-hashes, nothing by name), then the
+    bootstrap: the run succeeds, publishes, and every call passes the SageMaker role's policy."""
+    run_id = _start(cloud, sagemaker, preset="tiny")
+    (request,) = sagemaker.sent
+    done = SageMakerSandbox(cloud, tmp_path / "sm").train(request["TrainingJobName"], request)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = cloud.record(run_id)
+    assert (record["state"], record["result"]) == ("cleanup", "succeeded"), record
+    assert record["instance_id"] == record["job_id"]
+    assert "stnlp-metric lines_seen=" in done.stdout
+    registry = ModelRegistry(cloud.stores.models)
+    assert registry.manifest("line-length", registry.latest("line-length"))["run_id"] == run_id
+    assert mirror_status(load_run(cloud.stores, cloud.settings.stack, run_id),
+                         sagemaker) == "Completed"
+    assert cloud.lock_holder(JOB) is None
+
+
 def test_max_wait_shorter_than_runtime_is_refused_before_the_call(cloud, sagemaker):
     with pytest.raises(UserError, match=r"MaxWaitTimeInSeconds \(300\) must be at least "
                                         r"MaxRuntimeInSeconds \(600\)"):
@@ -68,30 +108,6 @@ def test_max_wait_shorter_than_runtime_is_refused_before_the_call(cloud, sagemak
     assert sagemaker.sent == []
     assert cloud.lock_holder(JOB) is None
     assert cloud.stores.results.list(f"{cloud.settings.stack}/runs/") == []
-
-
-def test_container_bootstrap_publishes_and_the_status_is_mirrored(cloud, sagemaker, tmp_path):
-    run_id = _start(cloud, sagemaker, preset="tiny")
-    record = cloud.record(run_id)
-    env = cloud.instance_env(tmp_path / "opt-ml", "http://127.0.0.1:9",  # no IMDS on SageMaker
-                             principal="sagemaker", STNLP_PREFLIGHT_GPUS="0",
-                             TRAINING_JOB_NAME=record["job_id"],
-                             STNLP_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
-    done = subprocess.run(
-        [sys.executable, "-m", "stnlp.runtime.bootstrap", "--stack", cloud.settings.stack, "--job",
-         JOB, "--run-id", run_id, "--platform", "sagemaker"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    run = load_run(cloud.stores, cloud.settings.stack, run_id)
-    assert mirror_status(run, sagemaker) == "Completed"
-    record = cloud.record(run_id)
-    assert (record["state"], record["result"]) == ("cleanup", "succeeded")
-    assert record["instance_id"] == record["job_id"]
-    assert (tmp_path / "checkpoints" / "state.json").is_file()
-    registry = ModelRegistry(cloud.stores.models)
-    assert registry.manifest("line-length", registry.latest("line-length"))["run_id"] == run_id
-    assert cloud.lock_holder(JOB) is None
 
 
 def test_a_job_that_ended_without_its_container_reporting_ends_the_run(cloud, sagemaker):

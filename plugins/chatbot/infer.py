@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,13 +54,14 @@ STOP = "\n"
 
 @dataclass(frozen=True)
 class Source:
-    """Where a chatbot's replies come from: ``registry``, ``base`` or ``offline``."""
+    """Where a chatbot's replies come from: ``registry``, ``endpoint``, ``base`` or ``offline``."""
 
     kind: str
     label: str
     location: str = ""
     character: str = ""  # a registry adapter's character; empty: speaks as any character
     base_model: str = ""  # the model under a registry adapter, or the base source's model
+    chat: Any = field(default=None, compare=False)  # an endpoint's EndpointChat
 
     def speaks_as(self, character: str) -> bool:
         """Whether this source can answer in ``character``'s voice."""
@@ -218,9 +220,7 @@ class ModelChat:
                 inputs = self.tokenizer(
                     texts, add_special_tokens=False, padding=True, return_tensors="pt"
                 ).to(self.model.device)
-                ids = self.model.generate(
-                    **inputs, **self._common(max_new_tokens), do_sample=False
-                )
+                ids = self.model.generate(**inputs, **self._common(max_new_tokens), do_sample=False)
                 new = ids[:, inputs["input_ids"].shape[1] :]
                 decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
                 out += [clean_reply(text, name) for text in decoded]
@@ -283,6 +283,13 @@ def resolve_sources(settings, model_name: str, base_model: str) -> Chain:
             )
         else:
             notes.append(f"not using {label}: {verdict.reason}")
+    from stnlp.runtime.endpoint import endpoint_source  # `stnlp deploy`: served, so first
+
+    hosted = endpoint_source(settings, model_name)
+    if hosted is not None:
+        chain.insert(
+            0, Source("endpoint", hosted.label, hosted.endpoint, hosted.character, chat=hosted)
+        )
     base = base_source(base_model, trained_on)
     if base is not None:
         chain.append(base)
@@ -299,7 +306,9 @@ def merge_for_serving(model):
 
 @lru_cache(maxsize=4)
 def load_chat(source: Source, max_context: int = 1024) -> ModelChat:
-    """Load a registry or base source once per process."""
+    """Load a registry or base source once per process (an endpoint's is already open)."""
+    if source.kind == "endpoint":
+        return source.chat
     device, dtype = device_and_dtype()
     if source.kind == "registry":
         model, tokenizer, info = artifacts.load(Path(source.location), dtype)

@@ -22,14 +22,15 @@ T = TypeVar("T")
 
 def start_run(
     spec: JobSpec, stores: Stores, stack: str, backend: str, *, spot: bool,
-    preset: str | None, overrides: dict[str, Any] | None, run_id: str | None,
+    preset: str | None, overrides: dict[str, Any] | None, run_id: str | None, **fields: Any,
 ) -> Run:  # fmt: skip
-    """Take ``spec``'s lock and create the record of a new cloud run on ``backend``."""
+    """Take ``spec``'s lock and create the record of a new cloud run on ``backend`` (with
+    ``fields`` added to the record)."""
     return Run.start(
         stores, stack, spec.name, backend, run_id=run_id,
         hyperparameters=spec.resolved_hyperparameters(preset, overrides), preset=preset,
         model=spec.output_model, max_runtime_seconds=spec.max_runtime_minutes * 60,
-        spot=spot, instance_type=spec.instance_type, gpu_count=spec.gpu_count,
+        spot=spot, instance_type=spec.instance_type, gpu_count=spec.gpu_count, **fields,
     )  # fmt: skip
 
 

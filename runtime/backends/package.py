@@ -362,11 +362,12 @@ def _release(provided: Iterable[str], python: str, extra_index: str | None = Non
     return Release(wheels, Shipped.of(lock), pins)
 
 
-def build_release(manifest: Mapping[str, object]) -> Release:
+def build_release(manifest: Mapping[str, object], python: str | None = None) -> Release:
     """Build (or reuse) everything a launch on the stack of ``manifest`` ships: the AMI's
-    packages (``ami_packages``) are left out of the lock, resolved for ``ami_python``."""
+    packages (``ami_packages``) are left out of the lock, resolved for ``python`` (default
+    ``ami_python``; a SageMaker image's own Python otherwise)."""
     provided = manifest.get("ami_packages") or DEFAULT_AMI_PACKAGES
-    return _release(provided, str(manifest.get("ami_python") or "3.12"))
+    return _release(provided, python or str(manifest.get("ami_python") or "3.12"))
 
 
 def build_interface_release(manifest: Mapping[str, object]) -> Release:

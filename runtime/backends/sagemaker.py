@@ -2,12 +2,20 @@
 
 ``train_sagemaker`` checks the stopping condition (``MaxWaitTimeInSeconds`` must be at least
 ``MaxRuntimeInSeconds`` for managed spot) before anything is created, takes the job lock,
-creates the run record, uploads the release (the project's wheel, plugin wheels and the
-dependency lock, :mod:`stnlp.runtime.backends.package`) and calls ``CreateTrainingJob``: the
-container installs the lock (hash-checked) and the wheels from its input channels and runs
-``python -m stnlp.runtime.bootstrap --platform sagemaker``, which drives the same state machine as
-on EC2 and publishes to the same registry. Managed spot keeps ``/opt/ml/checkpoints`` in the
-run's ``checkpoints/`` S3 prefix, so a restarted container resumes from it.
+creates the run record, uploads the *container release* (:func:`container_release`: the
+project's wheel, plugin wheels and the dependency lock resolved for the image's Python, plus an
+archive holding the entry script) and calls ``CreateTrainingJob`` in SageMaker's script mode:
+the image's training toolkit (the AWS PyTorch training image's ``sagemaker-training``) fetches
+``sagemaker_submit_directory`` and runs ``sagemaker_program``, the entry script
+(:func:`stnlp.common.userdata.render_container_entry`). It checks and installs the release from
+the job's input channels as an EC2 instance does, then runs
+:mod:`stnlp.runtime.backends.container`, which drives the same state machine as on EC2 and
+publishes to the same registry. Managed spot keeps ``/opt/ml/checkpoints`` in the run's
+``checkpoints/`` S3 prefix, so a restarted container resumes from it.
+
+No ``VpcConfig`` is sent: the job runs in SageMaker's own network, which reaches S3, SSM and
+PyPI (the lock is installed from the index) without the stack's NAT gateway, and the stack's
+subnets (public or NAT-less private) would reach none of those from a training container.
 
 :func:`mirror_status` copies the job's status into the run record and ends runs whose
 container stopped without recording an end (failed, stopped, or never started).
@@ -15,35 +23,156 @@ container stopped without recording an end (failed, stopped, or never started).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import logging
+import re
+import tarfile
+from dataclasses import dataclass
 from typing import Any
 
 from stnlp.common.errors import UserError
-from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK
+from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK, ml_instance_type
 from stnlp.common.settings import Settings
+from stnlp.common.userdata import ShippedFile, release_channels, render_container_entry
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime import logs
 from stnlp.runtime.backends.cloud import kill_run, launch_or_fail, start_run
-from stnlp.runtime.backends.package import Release, build_release, upload_release
-from stnlp.runtime.launchcheck import stack_spot
+from stnlp.runtime.backends.package import (
+    Release,
+    Shipped,
+    build_release,
+    cache_root,
+    upload_release,
+)
+from stnlp.runtime.launchcheck import check_datasets, stack_spot
 from stnlp.runtime.manifest import load_manifest
 from stnlp.runtime.runs import Run, run_prefix
-from stnlp.runtime.store import Stores, open_stores, s3_client
+from stnlp.runtime.store import ObjectStore, Stores, open_stores, s3_client
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
+WORKDIR = "/opt/ml/stnlp"
 DEFAULT_IMAGE = (
     "763104351884.dkr.ecr.{region}.amazonaws.com/"
     "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
 )
-ENTRY_SCRIPT = (
-    "set -euo pipefail; D=/opt/ml/input/data; "
-    'python -m pip install -q --no-deps --require-hashes --only-binary=:all: -r "$D"/lock/*; '
-    'python -m pip install -q --no-deps --no-index "$D"/wheel*/*.whl; '
-    'exec python -m stnlp.runtime.bootstrap "$@"'
-)
+ENTRY_PROGRAM = "stnlp-entry.sh"
+ENTRY_ARCHIVE = "stnlp-entry.tar.gz"
 ENDED = ("Completed", "Failed", "Stopped")
+_IMAGE_PYTHON = re.compile(r"[-:]py3(\d{1,2})(?:-|$)")
+
+
+@dataclass(frozen=True)
+class ContainerRelease:
+    """What a SageMaker job ships: the release for the image's Python and the entry archive."""
+
+    image: str
+    python: str
+    release: Release
+    entry: Shipped
+
+    @property
+    def files(self) -> tuple[Shipped, ...]:
+        """Every file the models bucket must hold before the job starts."""
+        return (*self.release.files, self.entry)
+
+
+def image_python(image: str, given: str | None = None) -> str:
+    """The Python (``3.11``) of ``image``: ``given``, else the ``py3NN`` of its tag."""
+    if given:
+        if not re.fullmatch(r"3\.\d{1,2}", given):
+            raise UserError(f"--image-python {given!r} must look like 3.11")
+        return given
+    found = _IMAGE_PYTHON.search(image.rsplit("/", 1)[-1])
+    if not found:
+        raise UserError(f"cannot tell the Python version of image {image!r} from its tag; "
+                        "name it with --image-python 3.11")
+    return f"3.{found.group(1)}"
+
+
+def _shipped(item: Shipped) -> ShippedFile:
+    return ShippedFile(item.key, item.filename, item.digest)
+
+
+def entry_archive(release: Release) -> Shipped:
+    """The ``sagemaker_submit_directory`` archive: the entry script alone, built reproducibly
+    (fixed times and owners), so the same release gives the same file."""
+    script = render_container_entry([_shipped(w) for w in release.wheels],
+                                    _shipped(release.lock)).encode()
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as archive:  # fmt: skip
+        info = tarfile.TarInfo(ENTRY_PROGRAM)
+        info.size, info.mode, info.mtime = len(script), 0o755, 0
+        archive.addfile(info, io.BytesIO(script))
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    path = cache_root() / "sagemaker" / digest / ENTRY_ARCHIVE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+    return Shipped.of(path)
+
+
+def container_release(
+    manifest: dict[str, Any], image: str | None = None, python: str | None = None
+) -> ContainerRelease:
+    """Build (or reuse) the release a job on ``image`` installs (default: the AWS PyTorch
+    training image of the stack's region), locked for the image's Python."""
+    image = image or DEFAULT_IMAGE.format(region=manifest["region"])
+    python = image_python(image, python)
+    release = build_release(manifest, python=python)
+    return ContainerRelease(image, python, release, entry_archive(release))
+
+
+def upload_container_release(container: ContainerRelease, models: ObjectStore) -> int:
+    """Upload what the models bucket lacks of ``container``; return how many files were sent."""
+    sent = upload_release(container.release, models)
+    if not models.exists(container.entry.key):
+        models.upload_file(container.entry.key, container.entry.path)
+        sent += 1
+    return sent
+
+
+def s3_folder(bucket: str, key: str) -> str:
+    """The ``s3://`` URI of the content-addressed folder holding ``key``."""
+    return f"s3://{bucket}/{key.rsplit('/', 1)[0]}/"
+
+
+def release_inputs(container: ContainerRelease, bucket: str) -> list[tuple[str, str]]:
+    """``(channel, S3 folder URI)`` of each release file, named as the entry script reads."""
+    release = container.release
+    wheels = [_shipped(w) for w in release.wheels]
+    return [(name, s3_folder(bucket, item.key))
+            for name, item in release_channels(wheels, _shipped(release.lock))]
+
+
+def _channel(name: str, uri: str) -> dict[str, Any]:
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
+def script_mode(container: ContainerRelease, bucket: str, region: str) -> dict[str, str]:
+    """The hyperparameters making the image's training toolkit run the entry script."""
+    return {"sagemaker_program": ENTRY_PROGRAM,
+            "sagemaker_submit_directory": s3_folder(bucket, container.entry.key) + ENTRY_ARCHIVE,
+            "sagemaker_region": region}  # fmt: skip
+
+
+def container_environment(stack: str, region: str, mode: str, **values: str) -> dict[str, str]:
+    """What :mod:`stnlp.runtime.backends.container` reads: the stack and what to run."""
+    return {"STNLP_STORE": "s3", "STNLP_STACK": stack, "STNLP_REGION": region,
+            "STNLP_WORKDIR": WORKDIR, "STNLP_MODE": mode, **values}  # fmt: skip
+
+
+def sagemaker_role(manifest: dict[str, Any], stack: str) -> str:
+    """The stack's SageMaker execution role, or a UserError saying to deploy."""
+    role = manifest.get("sagemaker_role_arn")
+    if not role:
+        raise UserError(f"stack {stack!r} manifest has no sagemaker_role_arn; run `pulumi up`")
+    return role
 
 
 def stopping_condition(spec: JobSpec, spot: bool, max_wait_seconds: int | None) -> dict[str, int]:
@@ -72,12 +201,31 @@ def job_name(run_id: str) -> str:
     return f"stnlp-{run_id}"[:63].rstrip("-")
 
 
-def _channel(name: str, bucket: str, key: str) -> dict[str, Any]:
-    """An input channel holding the one shipped file at ``key`` (its content-addressed folder)."""
-    folder = key.rsplit("/", 1)[0] + "/"
-    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{folder}",
-        "S3DataDistributionType": "FullyReplicated"}}}  # fmt: skip
+def tags(stack: str, job: str, **more: str) -> list[dict[str, str]]:
+    """SageMaker ``Tags`` naming the stack and the job (and ``more``)."""
+    values = {TAG_STACK: stack, TAG_JOB: job, **more}
+    return [{"Key": k, "Value": v} for k, v in values.items()]
+
+
+def job_definition(
+    spec: JobSpec, manifest: dict[str, Any], stack: str, output: str, *, spot: bool,
+    container: ContainerRelease, max_wait_seconds: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What a training job and a tuning job's ``TrainingJobDefinition`` share: the role, image,
+    release channels, output folder (``output``, under the stack's results), instance and
+    stopping condition."""
+    models = manifest["buckets"]["models"]
+    return {
+        "RoleArn": sagemaker_role(manifest, stack),
+        "AlgorithmSpecification": {"TrainingImage": container.image,
+                                   "TrainingInputMode": "File"},
+        "InputDataConfig": [_channel(n, uri) for n, uri in release_inputs(container, models)],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{manifest['buckets']['results']}/{output}"},
+        "ResourceConfig": {"InstanceType": ml_instance_type(spec.instance_type),
+                           "InstanceCount": 1, "VolumeSizeInGB": spec.root_volume_gb},
+        "StoppingCondition": stopping_condition(spec, spot, max_wait_seconds),
+        "EnableManagedSpotTraining": spot,
+    }  # fmt: skip
 
 
 def training_job_request(
@@ -87,54 +235,25 @@ def training_job_request(
     run_id: str,
     *,
     spot: bool,
-    release: Release,
+    container: ContainerRelease,
     max_wait_seconds: int | None = None,
-    image: str | None = None,
 ) -> dict[str, Any]:
-    """The ``create_training_job`` arguments for one run of ``spec``, installing ``release``."""
-    stopping = stopping_condition(spec, spot, max_wait_seconds)
-    role = manifest.get("sagemaker_role_arn")
-    if not role:
-        raise UserError(f"stack {stack!r} manifest has no sagemaker_role_arn; run `pulumi up`")
+    """The ``create_training_job`` arguments for one run of ``spec``, installing ``container``."""
     region = manifest["region"]
     results, models = manifest["buckets"]["results"], manifest["buckets"]["models"]
     prefix = run_prefix(stack, run_id)
-    instance_type = spec.instance_type
-    if not instance_type.startswith("ml."):
-        instance_type = f"ml.{instance_type}"
-    tags = {TAG_STACK: stack, TAG_JOB: spec.name, TAG_RUN: run_id}
-    request: dict[str, Any] = {
+    return {
         "TrainingJobName": job_name(run_id),
-        "RoleArn": role,
-        "AlgorithmSpecification": {
-            "TrainingImage": image or DEFAULT_IMAGE.format(region=region),
-            "TrainingInputMode": "File",
-            "ContainerEntrypoint": ["bash", "-c", ENTRY_SCRIPT, "stnlp-bootstrap"],
-            "ContainerArguments": ["--stack", stack, "--job", spec.name, "--run-id", run_id,
-                                   "--platform", "sagemaker"],
-        },
-        "InputDataConfig": [
-            _channel(name, models, item.key)
-            for name, item in [*((f"wheel{i}", w) for i, w in enumerate(release.wheels)),
-                               ("lock", release.lock)]
-        ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{results}/{prefix}/sagemaker"},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1,
-                           "VolumeSizeInGB": spec.root_volume_gb},
-        "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": spot,
+        **job_definition(spec, manifest, stack, f"{prefix}/sagemaker", spot=spot,
+                         container=container, max_wait_seconds=max_wait_seconds),
+        "HyperParameters": script_mode(container, models, region),
         "CheckpointConfig": {"S3Uri": f"s3://{results}/{prefix}/checkpoints/",
                              "LocalPath": CHECKPOINT_PATH},
-        "Environment": {
-            "STNLP_STORE": "s3", "STNLP_STACK": stack, "STNLP_REGION": region,
-            "STNLP_WORKDIR": "/opt/ml/stnlp", "STNLP_CHECKPOINT_DIR": CHECKPOINT_PATH,
-        },
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        "Environment": container_environment(
+            stack, region, "train", STNLP_JOB=spec.name, STNLP_RUN_ID=run_id,
+            STNLP_CHECKPOINT_DIR=CHECKPOINT_PATH),
+        "Tags": tags(stack, spec.name, **{TAG_RUN: run_id}),
     }  # fmt: skip
-    if manifest.get("subnet_ids") and manifest.get("security_group_id"):
-        request["VpcConfig"] = {"SecurityGroupIds": [manifest["security_group_id"]],
-                                "Subnets": list(manifest["subnet_ids"])}
-    return request
 
 
 def train_sagemaker(
@@ -149,6 +268,7 @@ def train_sagemaker(
     spot: bool | None = None,
     max_wait_seconds: int | None = None,
     image: str | None = None,
+    image_python: str | None = None,
     sagemaker: Any = None,
 ) -> str:
     """Start a SageMaker training job for a new run of ``spec``; return the run id at once."""
@@ -158,16 +278,16 @@ def train_sagemaker(
     use_spot = stack_spot(spec, manifest, spot)
     stopping_condition(spec, use_spot, max_wait_seconds)  # fail before anything is created
     stores = stores or open_stores(settings)
+    check_datasets(spec, stores)
     sagemaker = sagemaker or s3_client(settings, "sagemaker")
-    release = build_release(manifest)
+    container = container_release(manifest, image, image_python)
     run = start_run(spec, stores, settings.stack, "sagemaker", spot=use_spot, preset=preset,
                     overrides=overrides, run_id=run_id)
 
     def create() -> dict[str, Any]:
         request = training_job_request(spec, manifest, settings.stack, run.run_id, spot=use_spot,
-                                       release=release, max_wait_seconds=max_wait_seconds,
-                                       image=image)
-        upload_release(release, stores.models)
+                                       container=container, max_wait_seconds=max_wait_seconds)
+        upload_container_release(container, stores.models)
         sagemaker.create_training_job(**request)
         return request
 
@@ -177,13 +297,24 @@ def train_sagemaker(
     return run.run_id
 
 
+def end_run(run: Run, status: str, reason: str | None, what: str = "training job") -> None:
+    """End an open run whose SageMaker job ended with ``status`` without the run recording it:
+    ``Stopped`` -> ``killed`` (from training), ``Failed`` and ``Completed`` -> ``failed``
+    (unless the run already reached ``results_sync``); then clean up."""
+    if status == "Stopped":
+        run.fail(f"SageMaker {what} was stopped", killed=True)
+    elif status == "Failed":
+        run.fail(f"SageMaker {what} failed: {reason or '?'}")
+    elif run.state != "results_sync":
+        run.fail(f"SageMaker {what} completed but the run stopped in {run.state!r}")
+    run.cleanup()
+
+
 def apply_status(run: Run, description: dict[str, Any]) -> str:
     """Mirror one ``describe_training_job`` answer into the run record; return the status.
 
     A job still running only updates ``sagemaker_status``. A job that ended while the run is
-    still open means its container could not record the end: ``Stopped`` becomes ``killed``
-    (from training), ``Failed`` and ``Completed`` become ``failed`` unless the run already
-    reached ``results_sync``; then the run is cleaned up.
+    still open means its container could not record the end (:func:`end_run`).
     """
     status = description["TrainingJobStatus"]
     secondary = description.get("SecondaryStatus")
@@ -191,23 +322,16 @@ def apply_status(run: Run, description: dict[str, Any]) -> str:
     if run.state == "cleanup":
         return status
     run.heartbeat(sagemaker_status=status, sagemaker_secondary_status=secondary)
-    if status not in ENDED:
-        return status
-    if status == "Stopped":
-        run.fail("SageMaker training job was stopped", killed=True)
-    elif status == "Failed":
-        run.fail(f"SageMaker training job failed: {description.get('FailureReason', '?')}")
-    elif run.state != "results_sync":
-        run.fail(f"SageMaker training job completed but the run stopped in {run.state!r}")
-    run.cleanup()
+    if status in ENDED:
+        end_run(run, status, description.get("FailureReason"))
     return status
 
 
 def mirror_status(run: Run, sagemaker: Any) -> str:
-    """Read the run's training job and :func:`apply_status` it."""
+    """Read the run's training job and mirror it."""
     name = run.record.get("job_id")
     if not name:
-        raise UserError(f"run {run.run_id} has no SageMaker training job")
+        raise UserError(f"run {run.run_id} has no SageMaker job")
     return apply_status(run, sagemaker.describe_training_job(TrainingJobName=name))
 
 
@@ -220,12 +344,13 @@ def kill_sagemaker_run(
     def stop(run: Run) -> str:
         name = run.record.get("job_id")
         if not name:
-            return "it had no training job yet"
+            return "it had no SageMaker job yet"
+        client = sagemaker or s3_client(settings, "sagemaker")
         try:
-            (sagemaker or s3_client(settings, "sagemaker")).stop_training_job(TrainingJobName=name)
+            client.stop_training_job(TrainingJobName=name)
         except ClientError as exc:  # already ended: nothing left to stop
-            logs.event(log, "stop_training_job refused", logging.WARNING, job=name,
-                       error=str(exc))
-        return "training job stopped"
+            logs.event(log, "stopping the SageMaker job was refused", logging.WARNING,
+                       job=name, error=str(exc))
+        return "SageMaker job stopped"
 
     return kill_run(stores, settings.stack, run_id, stop)

@@ -17,6 +17,7 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     cost,
     data,
     demo,
+    deploy,
     doctor,
     evaluate,
     models,
@@ -25,6 +26,7 @@ from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its
     runs,
     serve,
     train,
+    tune,
     upload,
 )
 from stnlp.runtime.cli.base import cli

@@ -108,7 +108,8 @@ def launch(
 
     manifest = load_manifest(settings)
     spot = stack_spot(spec, manifest, kwargs.get("spot"))
-    click.echo(run_cost(spec, spot=spot, nat=bool(manifest.get("nat_gateway"))).line())
+    click.echo(run_cost(spec, spot=spot, nat=bool(manifest.get("nat_gateway")),
+                        backend=backend).line())
     run_id = get_backend(backend)(spec, settings, stores=stores, **kwargs)
     click.echo(f"run {run_id}: launched on {backend} in stack {settings.stack}")
     record = load_run(stores, settings.stack, run_id).record

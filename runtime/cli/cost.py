@@ -29,7 +29,7 @@ def cost_command(session: Session, stack: str, directory: Path) -> None:
 
     config = config_from_stack_file(directory / f"Pulumi.{stack}.yaml")
     prices = load_prices()
-    idle, jobs = estimate(config, session.registry.job_specs(), prices)
+    idle, jobs = estimate(config, session.registry.job_specs(), prices, ("ec2", "sagemaker"))
     console = Console(width=120)
     monthly = sum(item.monthly for item in idle)
     table = Table(title=f"stack {stack} ({config.region}) while idle")
@@ -43,12 +43,13 @@ def cost_command(session: Session, stack: str, directory: Path) -> None:
         f"(plus S3 storage at ${prices['s3_standard_gb_month']}/GB-month)"
     )
     table = Table(title="per training hour")
-    for column in ("job", "instance", "market", "$/hour"):
+    for column in ("job", "backend", "instance", "market", "$/hour"):
         table.add_column(column, justify="right" if column == "$/hour" else "left")
     for job in jobs:
-        table.add_row(job.job, job.instance_type, job.market, f"{job.hourly:.3f}")
+        table.add_row(job.job, job.backend, job.instance_type, job.market, f"{job.hourly:.3f}")
     console.print(table if jobs else "no training jobs are registered")
     click.echo(
         f"prices: {prices['region']}, recorded {prices['recorded']}; "
-        f"spot assumed at {prices['spot_fraction']:.0%} of on-demand"
+        f"spot assumed at {prices['spot_fraction']:.0%} of on-demand (EC2), "
+        f"{prices['sagemaker_spot_fraction']:.0%} (SageMaker managed spot)"
     )

@@ -70,6 +70,10 @@ def show_plan(spec, settings, stores) -> None:
     metavar="KEY=VALUE",
     help="Override a hyperparameter (repeatable).",
 )
+@click.option("--image", default=None,
+              help="sagemaker: the training image (default: AWS's PyTorch training image).")
+@click.option("--image-python", default=None, metavar="3.NN",
+              help="sagemaker: the image's Python, when its tag does not say (py311).")
 @pass_session
 def train_command(
     session: Session,
@@ -79,6 +83,8 @@ def train_command(
     wait: bool,
     dry_run: bool,
     pairs: tuple[str, ...],
+    image: str | None,
+    image_python: str | None,
 ) -> None:
     """Train JOB through the run state machine and publish its model."""
     from stnlp.runtime.cli.cloud import CLOUD_BACKENDS, launch
@@ -94,8 +100,12 @@ def train_command(
             raise UserError("--dry-run is for --backend ec2")
         show_plan(spec, settings, stores)
         return
+    if (image or image_python) and backend != "sagemaker":
+        raise UserError("--image and --image-python are for --backend sagemaker")
     if backend in CLOUD_BACKENDS:
-        launch(backend, spec, settings, stores, wait=wait, preset=preset, overrides=overrides)
+        images = {"image": image, "image_python": image_python} if image or image_python else {}
+        launch(backend, spec, settings, stores, wait=wait, preset=preset, overrides=overrides,
+               **images)
         return
     _interrupt_on_sigterm()
     run_id = get_backend(backend)(

@@ -69,3 +69,8 @@ def iam_name(stack: str, region: str, role: str) -> str:
 def ec2_instance_type(instance_type: str) -> str:
     """The EC2 type behind a job's instance type (``ml.g5.xlarge`` -> ``g5.xlarge``)."""
     return instance_type.removeprefix("ml.")
+
+
+def ml_instance_type(instance_type: str) -> str:
+    """SageMaker's name of an instance type (``g5.xlarge`` -> ``ml.g5.xlarge``)."""
+    return instance_type if instance_type.startswith("ml.") else f"ml.{instance_type}"

@@ -146,7 +146,15 @@ KEYS: tuple[ConfigKey, ...] = (
         "string",
         "",
         "E-mail address the overrun alarms notify (an SNS subscription to confirm); empty: "
-        "the alarms notify the stack's SNS topic only.",
+        "the alarms notify the stack's SNS topic only. The topic also carries every SageMaker "
+        "job's end and the budget alert.",
+    ),
+    ConfigKey(
+        "monthlyBudget",
+        "integer",
+        50,
+        "Monthly AWS Budgets cost limit in USD for the stack's tagged resources; the topic is "
+        "told at 80% (actual) and 100% (forecast).",
     ),
     ConfigKey(
         "interfaceHost",
@@ -187,6 +195,7 @@ class StackConfig:
     ami_packages: tuple[str, ...]
     hub_token_parameter: str
     alarm_email: str
+    monthly_budget: int
     interface_host: bool
     interface_instance_type: str
     interface_port: int

@@ -72,13 +72,23 @@ def _fetch(files: Sequence[ShippedFile]) -> str:
     """Shell lines downloading each file from the models bucket and checking its sha256."""
     lines = [f"mkdir -p {DIST}"]
     for shipped in files:
-        if not _DIGEST.match(shipped.digest) or not _FILENAME.match(shipped.filename):
-            raise UserError(f"user data: shipped file {shipped.filename!r} has a bad name/digest")
-        target = f"{DIST}/{shipped.filename}"
+        target = _target(shipped)
         lines.append(f'aws s3api get-object --bucket "$MODELS_BUCKET" --key {quote(shipped.key)} '
                      f"{target} >/dev/null")
-        lines.append(f'echo "{shipped.digest}  {target}" | sha256sum -c --quiet')
+        lines.append(_verify(shipped))
     return "\n".join(lines) + "\n"
+
+
+def _target(shipped: ShippedFile) -> str:
+    """Where a release file goes on the machine (its name checked first)."""
+    if not _DIGEST.match(shipped.digest) or not _FILENAME.match(shipped.filename):
+        raise UserError(f"shipped file {shipped.filename!r} has a bad name or digest")
+    return f"{DIST}/{shipped.filename}"
+
+
+def _verify(shipped: ShippedFile) -> str:
+    """The shell line checking a release file against the sha256 the launch recorded."""
+    return f'echo "{shipped.digest}  {_target(shipped)}" | sha256sum -c --quiet'
 
 
 def _install(wheels: Sequence[ShippedFile], lock: ShippedFile) -> str:
@@ -103,6 +113,42 @@ cat > {DIST}/wheels.txt <<'WHEELS'
 WHEELS
 {VENV}/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \\
   --require-hashes --only-binary=:all: -r {DIST}/{lock.filename} -r {DIST}/wheels.txt
+"""
+
+
+def release_channels(
+    wheels: Sequence[ShippedFile], lock: ShippedFile
+) -> list[tuple[str, ShippedFile]]:
+    """The SageMaker input channel of each release file:
+    ``wheel0``, ``wheel1``... then ``lock``."""
+    return [*((f"wheel{i}", wheel) for i, wheel in enumerate(wheels)), ("lock", lock)]
+
+
+def render_container_entry(wheels: Sequence[ShippedFile], lock: ShippedFile) -> str:
+    """The entry script of a SageMaker container (a training run or a tuning trial).
+
+    SageMaker has already downloaded each release file into its channel's folder under
+    ``$STNLP_RELEASE_DIR`` (default ``/opt/ml/input/data``); the script checks each file's
+    sha256, installs the release exactly as a training instance does (:func:`_install`: a
+    venv seeing the image's Python environment, ``pip --require-hashes``) and runs
+    :mod:`stnlp.runtime.backends.container`, which reads what to do from the environment.
+    Arguments (SageMaker's hyperparameters) are ignored.
+    """
+    lines = [f"mkdir -p {DIST}"]
+    for channel, shipped in release_channels(wheels, lock):
+        lines.append(f'cp "$D/{channel}/{shipped.filename}" {_target(shipped)}')
+        lines.append(_verify(shipped))
+    checks = "\n".join(lines)
+    return f"""\
+#!/bin/bash
+# stnlp SageMaker container entry (rendered by stnlp/common/userdata.py)
+set -euo pipefail
+D="${{STNLP_RELEASE_DIR:-/opt/ml/input/data}}"
+STEP="check the launched packages"
+{checks}
+{_install(wheels, lock)}\
+STEP="run"
+exec {VENV}/bin/python -m stnlp.runtime.backends.container
 """
 
 

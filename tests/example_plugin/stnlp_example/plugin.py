@@ -23,8 +23,10 @@ def stnlp_training_jobs(settings):
             instance_type="g5.xlarge",
             gpu_count=1,
             max_runtime_minutes=10,
-            hyperparameters={"steps": 20, "step_seconds": 0.0, "fail_at_step": -1},
+            hyperparameters={"steps": 20, "step_seconds": 0.0, "fail_at_step": -1,
+                             "heldout_every": 0, "shrinkage": 0.0},
             presets={"tiny": {"steps": 5}},
+            search_space={"shrinkage": {"min": 0.0, "max": 50.0}},
             input_datasets=("transcripts",),
         )
     ]
