@@ -6,6 +6,7 @@ Job specs are data. They are validated here once, and then drive both the Pulumi
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -207,13 +208,42 @@ class TabSpec:
     ``build(app)`` creates the tab's components inside an open ``gr.Tab``; ``model_source(app)``
     returns a short text naming the model source the tab uses (registry version, hub model or
     offline fallback). ``app`` is a :class:`stnlp.runtime.ui.AppContext`.
+
+    Either may be given as ``"package.module:function"``: the module is imported on the first
+    call, so listing plugins (``stnlp plugins``, ``stnlp train --help``) never imports a tab's
+    heavy libraries (Gradio, torch).
     """
 
     name: str
     title: str
-    build: Callable[[Any], None]
-    model_source: Callable[[Any], str] = field(default=lambda app: "no model")
+    build: Callable[[Any], None] | str
+    model_source: Callable[[Any], str] | str = field(default=lambda app: "no model")
     order: int = 100
+
+    def __post_init__(self) -> None:
+        for attribute in ("build", "model_source"):
+            value = getattr(self, attribute)
+            if isinstance(value, str):
+                object.__setattr__(self, attribute, ImportedOnCall(value))
+
+
+class ImportedOnCall:
+    """A ``"package.module:function"`` callable whose module is imported on its first call."""
+
+    def __init__(self, path: str):
+        if not _ENTRYPOINT.match(path):
+            raise SpecError(f"{path!r} must look like 'package.module:function'")
+        self.path = path
+        self._function: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._function is None:
+            module, name = self.path.split(":")
+            self._function = getattr(importlib.import_module(module), name)
+        return self._function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"ImportedOnCall({self.path!r})"
 
 
 def validate_job(plugin: str, job: Any) -> JobSpec:

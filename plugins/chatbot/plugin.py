@@ -104,6 +104,9 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The character chat tab (a ``gr.ChatInterface``)."""
-    from stnlp.plugins.chatbot.tab import build, model_source
-
-    return [TabSpec(name="chatbot", title="Chat", build=build, model_source=model_source, order=30)]
+    tab = "stnlp.plugins.chatbot.tab"
+    return [
+        TabSpec(
+            "chatbot", "Chat", build=f"{tab}:build", model_source=f"{tab}:model_source", order=30
+        )
+    ]

@@ -72,21 +72,21 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The location classifier tab and the themes tab."""
-    from stnlp.plugins.classifier import location_tab, theme_tab
-
+    location_tab = "stnlp.plugins.classifier.location_tab"
+    theme_tab = "stnlp.plugins.classifier.theme_tab"
     return [
         TabSpec(
             name="locations",
             title="Location classifier",
-            build=location_tab.build_tab,
-            model_source=location_tab.model_source,
+            build=f"{location_tab}:build_tab",
+            model_source=f"{location_tab}:model_source",
             order=40,
         ),
         TabSpec(
             name="themes",
             title="Themes",
-            build=theme_tab.build_tab,
-            model_source=theme_tab.model_source,
+            build=f"{theme_tab}:build_tab",
+            model_source=f"{theme_tab}:model_source",
             order=50,
         ),
     ]

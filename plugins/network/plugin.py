@@ -43,14 +43,13 @@ def stnlp_training_jobs(settings):
 @hookimpl
 def stnlp_gradio_tabs(settings):
     """The interactive character network tab."""
-    from stnlp.plugins.network.tab import build_tab, model_source
-
+    tab = "stnlp.plugins.network.tab"
     return [
         TabSpec(
             name="network",
             title="Character network",
-            build=build_tab,
-            model_source=model_source,
+            build=f"{tab}:build_tab",
+            model_source=f"{tab}:model_source",
             order=30,
         )
     ]

@@ -6,6 +6,7 @@ from functools import cached_property
 
 import click
 
+import stnlp
 from stnlp.common.settings import Settings, load_settings
 from stnlp.runtime import logs
 
@@ -49,7 +50,27 @@ stack_option = click.option(
 """Add ``--stack NAME`` to a command: the session's settings switch to that stack's buckets."""
 
 
+class JobCommand(click.Command):
+    """A command whose JOB argument is a training job: its help lists the installed jobs."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        session = ctx.find_object(Session)
+        if session is None:
+            return
+        jobs = session.registry.jobs
+        with formatter.section("Jobs"):
+            formatter.write_dl([(name, _job_line(spec)) for name, (_, spec) in jobs.items()])
+        super().format_epilog(ctx, formatter)
+
+
+def _job_line(spec) -> str:
+    """A job's description and presets, for help texts."""
+    presets = f" (presets: {', '.join(spec.presets)})" if spec.presets else ""
+    return f"{spec.description}{presets}"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(stnlp.__version__, "--version", "-V", prog_name="stnlp")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import click
 
-from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session, stack_option
 
 
-@cli.command("deploy")
+@cli.command("deploy", cls=JobCommand)
 @click.argument("job")
 @click.option("--instance-type", default="ml.g5.2xlarge", show_default=True,
               help="The endpoint's instance (one GPU).")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stnlp.common.errors import UserError
-from stnlp.runtime.cli.base import Session, cli, pass_session
+from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session
 from stnlp.runtime.data import SAMPLE_DIR
 from stnlp.runtime.training import import_entrypoint
 
@@ -33,7 +33,7 @@ def report_table(job: str, report: dict) -> Table:
     return table
 
 
-@cli.command("eval")
+@cli.command("eval", cls=JobCommand)
 @click.argument("job")
 @click.option(
     "--data",

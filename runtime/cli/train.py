@@ -11,7 +11,7 @@ import click
 from stnlp.common.errors import UserError
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime.backends import BACKENDS, get_backend
-from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session, stack_option
 
 
 def parse_overrides(pairs: tuple[str, ...], spec: JobSpec) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def show_plan(spec, settings, stores) -> None:
     click.echo(plan.cost.line())
 
 
-@cli.command("train")
+@cli.command("train", cls=JobCommand)
 @click.argument("job")
 @click.option(
     "--backend",

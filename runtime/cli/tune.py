@@ -7,7 +7,7 @@ import time
 import click
 
 from stnlp.common.errors import UserError
-from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session, stack_option
 from stnlp.runtime.cli.train import parse_overrides
 
 POLL_SECONDS = 30.0
@@ -19,7 +19,7 @@ def _show(result) -> None:
                "table in its manifest")
 
 
-@cli.command("tune")
+@cli.command("tune", cls=JobCommand)
 @click.argument("job")
 @click.option("--backend", type=click.Choice(["local", "sagemaker"]), default="local",
               show_default=True, help="Where the trials run.")
