@@ -64,6 +64,14 @@ LOCAL = {
 sized by tokens (steps x tokens per step) to train in under 2 minutes on 2 idle cores."""
 
 
+SEARCH = {
+    "learning_rate": {"min": 5e-5, "max": 1e-3, "scale": "log"},
+    "lora_r": {"values": [8, 16, 32]},
+}
+"""`stnlp tune chatbot-llama --objective heldout.value`: the speaker judge's score of the
+adapter's held-out replies over these."""
+
+
 def base_model(settings, job: str) -> str:
     """The hub model id a chatbot job fine-tunes (configurable per component)."""
     return settings.model_id(job, BASES[job][1])
@@ -94,6 +102,7 @@ def stnlp_training_jobs(settings):
             max_runtime_minutes=180,
             hyperparameters={**DEFAULTS, "family": family, "base_model": base_model(settings, job)},
             presets={"tiny": TINY, "local": LOCAL},
+            search_space=SEARCH,
             input_datasets=("transcripts", "characters"),
             description=f"LoRA fine-tuning of {BASES[job][2]} as a character chatbot",
         )

@@ -17,6 +17,12 @@ LOCATION_DEFAULTS = {
     "cv_folds": 5,
     "seed": 0,
 }
+LOCATION_SEARCH = {
+    "learning_rate": {"min": 2e-5, "max": 1e-3, "scale": "log"},
+    "weight_decay": {"values": [0.0, 0.01, 0.1]},
+}
+"""`stnlp tune classifier-location --objective heldout.value`: the fine-tune's cross-validated
+macro-F1 over these."""
 THEME_DEFAULTS = {
     "themes": list(DEFAULT_THEMES),
     "method": "embedding",

@@ -1,7 +1,12 @@
 """The classifier plugin: location classifier (fine-tuned) and theme classifier (zero-shot)."""
 
 from stnlp.plugins import hookimpl
-from stnlp.plugins.classifier.defaults import LOCATION_DEFAULTS, THEME_DEFAULTS, TINY
+from stnlp.plugins.classifier.defaults import (
+    LOCATION_DEFAULTS,
+    LOCATION_SEARCH,
+    THEME_DEFAULTS,
+    TINY,
+)
 from stnlp.plugins.spec import Component, JobSpec, TabSpec
 
 LOCATION = "classifier-location"
@@ -44,6 +49,7 @@ def stnlp_training_jobs(settings):
                     "cv_folds": 3,
                 }  # fmt: skip
             },
+            search_space=LOCATION_SEARCH,
             input_datasets=("locations",),
             description="Fine-tunes a sequence classifier (name + description -> location type)",
         ),
