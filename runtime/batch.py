@@ -26,7 +26,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from stnlp.common.settings import Settings
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime import logs
 from stnlp.runtime.backends.local import new_work_dir, publish_outcome, sync_datasets
-from stnlp.runtime.runs import Run, list_runs, now, run_prefix
+from stnlp.runtime.runs import Run, list_runs, load_run, now, run_prefix
 from stnlp.runtime.store import Stores, encode_json, open_stores
 from stnlp.runtime.training import TrainingContext, import_entrypoint
 
@@ -104,6 +105,19 @@ def run_shard(spec: JobSpec, stores: Stores, stack: str, record: dict[str, Any],
     stores.results.sync_up(ctx.output_dir, f"{prefix}/output")
     stores.results.put(f"{prefix}/{DONE_FILE}", encode_json({"units": units, "finished": now()}))
     logs.event(log, "shard done", run_id=record["run_id"], shard=index, episodes=len(units))
+
+
+def shard_job(env: Mapping[str, str], spec: JobSpec, stack: str, stores: Stores) -> None:
+    """What a shard's processing job runs (:mod:`stnlp.runtime.backends.container`, mode
+    ``shard``): the batch run's datasets at the versions it recorded, then :func:`run_shard`.
+    It never changes the run's record: the batch run's supervisor does."""
+    record = load_run(stores, stack, env["STNLP_RUN_ID"]).record
+    work = Path(env.get("STNLP_WORKDIR") or tempfile.mkdtemp(prefix="stnlp-shard-"))
+    used = sync_datasets(spec, stores, work / "data")
+    if used != record.get("datasets"):
+        raise ShardError(f"run {record['run_id']}: the datasets moved since the batch started "
+                         f"({record.get('datasets')} -> {used}); run the batch again")
+    run_shard(spec, stores, stack, record, int(env["STNLP_SHARD"]), work / "data", work)
 
 
 def _reuse(run: Run, key: str, shards: int) -> dict[int, str]:

@@ -42,7 +42,8 @@ def message(record: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": record["run_id"], "stack": record.get("stack"), "job": record.get("job"),
             "backend": record.get("backend"), "result": record.get("result"),
             "error": record.get("error"), "ended_from": last,
-            "model_version": record.get("model_version"), "ended": record.get("updated")}  # fmt: skip
+            "model_version": record.get("model_version"),
+            "ended": record.get("updated")}  # fmt: skip
 
 
 def subject(note: dict[str, Any]) -> str:
