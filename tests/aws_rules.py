@@ -185,12 +185,7 @@ def _run_instances(call, aws) -> list[Need]:
 def _training_job(call, aws) -> list[Need]:
     params = call["params"]
     job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{params['TrainingJobName']}"
-    needs = [Need("sagemaker:CreateTrainingJob", job),
-             Need("iam:PassRole", params["RoleArn"],
-                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
-    if params.get("Tags"):
-        needs.append(Need("sagemaker:AddTags", job))
-    return needs
+    return [Need("sagemaker:CreateTrainingJob", job), *_passes_role(params, job)]
 
 
 def _sagemaker_arn(kind: str, name: str) -> str:
@@ -258,12 +253,14 @@ def _processing_job(call, aws) -> list[Need]:
     """CreateProcessingJob: the job, AddTags for its Tags, and passing its role to SageMaker."""
     params = call["params"]
     job = _sagemaker_arn("processing-job", params["ProcessingJobName"])
-    needs = [Need("sagemaker:CreateProcessingJob", job),
-             Need("iam:PassRole", params["RoleArn"],
+    return [Need("sagemaker:CreateProcessingJob", job), *_passes_role(params, job)]
+
+
+def _passes_role(params, job: str) -> list[Need]:
+    """A SageMaker job's role passed to SageMaker, and AddTags when it has Tags."""
+    needs = [Need("iam:PassRole", params["RoleArn"],
                   {"iam:PassedToService": "sagemaker.amazonaws.com"})]
-    if params.get("Tags"):
-        needs.append(Need("sagemaker:AddTags", job))
-    return needs
+    return needs + ([Need("sagemaker:AddTags", job)] if params.get("Tags") else [])
 
 
 RULES[("sagemaker", "CreateProcessingJob")] = _processing_job
