@@ -132,6 +132,7 @@ def training_statements(
     return [
         *statements,
         read_parameters_statement(config, account),
+        publish_run_ends_statement(config, account),
         {
             "Sid": "PutElapsedMetric",
             "Effect": "Allow",
@@ -140,6 +141,17 @@ def training_statements(
             "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
         },
     ]
+
+
+def topic_arn(config: StackConfig, account: str) -> str:
+    """The stack's SNS topic (infra/compute.py): alarms, budget and run-end messages."""
+    return f"arn:aws:sns:{config.region}:{account}:stnlp-{config.stack}-alarms"
+
+
+def publish_run_ends_statement(config: StackConfig, account: str) -> dict[str, Any]:
+    """Publishing run-end messages (stnlp.runtime.notify) to the stack's topic, and only that."""
+    return {"Sid": "PublishRunEnds", "Effect": "Allow", "Action": "sns:Publish",
+            "Resource": topic_arn(config, account)}  # fmt: skip
 
 
 def read_parameters_statement(config: StackConfig, account: str) -> dict[str, Any]:
@@ -201,6 +213,11 @@ def launcher_statements(
                     "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
          "Resource": [f"arn:aws:sagemaker:{region}:{account}:training-job/stnlp-*",
                       f"arn:aws:sagemaker:{region}:{account}:training-job/tune-*"]},
+        {"Sid": "SageMakerBatchShards", "Effect": "Allow",
+         "Action": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+         "Resource": f"arn:aws:sagemaker:{region}:{account}:processing-job/stnlp-batch-*"},
+        publish_run_ends_statement(config, account),
         {"Sid": "SageMakerHosting", "Effect": "Allow",
          "Action": ["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
                     "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint",

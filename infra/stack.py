@@ -81,6 +81,7 @@ class NlpStack(pulumi.ComponentResource):
             "nat_gateway": config.nat_gateway,
             "hub_token_parameter": config.hub_token_parameter or None,
             "log_groups": compute.log_groups,
+            "notify_topic_arn": compute.alarm_topic.arn,
             "plugins": plugin_resources(registry, context),
         }
         if compute.interface_url is not None:

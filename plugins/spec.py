@@ -133,6 +133,10 @@ class Component:
 SEARCH_SCALES = ("linear", "log")
 """How a numeric search range is sampled: uniformly, or uniformly in its logarithm."""
 MAX_SEARCH_VALUES = 30  # SageMaker's limit on a categorical range's values
+SHARD_HOOKS = ("units", "shard", "merge")
+"""What a sharded job names: ``units(ctx)`` lists the corpus's episodes, ``shard(ctx, units)``
+writes the partial results of some of them to ``ctx.output_dir``, ``merge(ctx, parts)`` turns
+the shards' folders into the one output to publish and returns the ``TrainingOutcome``."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,9 @@ class JobSpec:
     :class:`stnlp.runtime.training.TrainingOutcome`. ``presets`` maps a preset name (``tiny`` for
     tests and the local demo) to hyperparameter overrides. ``output_model`` names the registry
     model the job's output directory is published to. ``evaluator`` and ``chat`` are optional
-    ``"module:function"`` names run by ``stnlp eval JOB`` and ``stnlp chat``.
+    ``"module:function"`` names run by ``stnlp eval JOB`` and ``stnlp chat``. ``sharding``
+    (optional) lets ``stnlp batch`` split the job by episode: it maps each of
+    :data:`SHARD_HOOKS` to a ``"module:function"`` (see docs/user-guide.md, "Sharded batch jobs").
     """
 
     name: str
@@ -164,6 +170,7 @@ class JobSpec:
     description: str = ""
     hyperparameter_types: Mapping[str, str] = field(default_factory=dict)
     search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sharding: Mapping[str, str] = field(default_factory=dict)
 
     def parameter_types(self) -> dict[str, str]:
         """Each hyperparameter's kind: declared, else its default's."""
@@ -269,6 +276,12 @@ def validate_job(plugin: str, job: Any) -> JobSpec:
         raise fail(f"gpu_count must not be negative, got {job.gpu_count}")
     _check_parameters(job, fail)
     _check_search_space(job, fail)
+    if job.sharding and set(job.sharding) != set(SHARD_HOOKS):
+        raise fail(f"sharding must name exactly {', '.join(SHARD_HOOKS)}, got "
+                   f"{', '.join(sorted(job.sharding))}")  # fmt: skip
+    for hook, target in job.sharding.items():
+        if not isinstance(target, str) or not _ENTRYPOINT.match(target):
+            raise fail(f"sharding[{hook!r}] {target!r} must look like 'package.module:function'")
     if job.gpu_count > 0:
         available = GPU_INSTANCE_GPUS.get(job.instance_type, 0)
         if available == 0:

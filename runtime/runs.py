@@ -492,6 +492,9 @@ class Run:
         logs.event(log, "run state", run_id=self.run_id, state=state)
         if state == "cleanup":
             _retrying(lambda: self.lock.release(self.run_id), self.run_id)
+            from stnlp.runtime.notify import notify_run_end
+
+            notify_run_end(self.stores, self.stack, record)
         return record
 
     def heartbeat(self, **fields: Any) -> dict[str, Any]:

@@ -185,12 +185,7 @@ def _run_instances(call, aws) -> list[Need]:
 def _training_job(call, aws) -> list[Need]:
     params = call["params"]
     job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{params['TrainingJobName']}"
-    needs = [Need("sagemaker:CreateTrainingJob", job),
-             Need("iam:PassRole", params["RoleArn"],
-                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
-    if params.get("Tags"):
-        needs.append(Need("sagemaker:AddTags", job))
-    return needs
+    return [Need("sagemaker:CreateTrainingJob", job), *_passes_role(params, job)]
 
 
 def _sagemaker_arn(kind: str, name: str) -> str:
@@ -252,6 +247,27 @@ for _op in ("DescribeTrainingJob", "StopTrainingJob"):
     RULES[("sagemaker", _op)] = lambda c, _, op=_op: [Need(
         f"sagemaker:{op}",
         f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{c['params']['TrainingJobName']}")]
+
+
+def _processing_job(call, aws) -> list[Need]:
+    """CreateProcessingJob: the job, AddTags for its Tags, and passing its role to SageMaker."""
+    params = call["params"]
+    job = _sagemaker_arn("processing-job", params["ProcessingJobName"])
+    return [Need("sagemaker:CreateProcessingJob", job), *_passes_role(params, job)]
+
+
+def _passes_role(params, job: str) -> list[Need]:
+    """A SageMaker job's role passed to SageMaker, and AddTags when it has Tags."""
+    needs = [Need("iam:PassRole", params["RoleArn"],
+                  {"iam:PassedToService": "sagemaker.amazonaws.com"})]
+    return needs + ([Need("sagemaker:AddTags", job)] if params.get("Tags") else [])
+
+
+RULES[("sagemaker", "CreateProcessingJob")] = _processing_job
+for _op in ("DescribeProcessingJob", "StopProcessingJob"):
+    RULES[("sagemaker", _op)] = lambda c, _, op=_op: [Need(
+        f"sagemaker:{op}", _sagemaker_arn("processing-job", c["params"]["ProcessingJobName"]))]
+RULES[("sns", "Publish")] = lambda c, _: [Need("sns:Publish", c["params"]["TopicArn"])]
 
 
 def requirements(call: dict[str, Any], aws: Any) -> list[Need]:
@@ -553,3 +569,57 @@ class MotoFacts:
     def image_snapshot_gb(self, image: str) -> int:
         found = self.ec2.describe_images(ImageIds=[image])["Images"][0]
         return max(m["Ebs"]["VolumeSize"] for m in found["BlockDeviceMappings"] if "Ebs" in m)
+
+
+PROCESSING_PATH = "/opt/ml/processing/"
+MAX_PROCESSING_SECONDS = 777600  # ProcessingStoppingCondition: 1 to 777,600 s (9 days)
+MAX_PROCESSING_INPUTS = 10
+
+
+def processing_job_problems(params: Mapping[str, Any], aws: Any) -> list[str]:
+    """What SageMaker would refuse or could not run in a CreateProcessingJob (the API
+    reference's required fields, patterns and limits): the name, an ``ml.*`` cluster of 1-100
+    instances, the stopping condition, up to 10 inputs each downloaded under
+    ``/opt/ml/processing/`` from a prefix holding objects, the environment's size, an entrypoint
+    of at most 100 arguments of 256 characters."""
+    problems = [f"missing required {name}" for name in (
+        "ProcessingJobName", "ProcessingResources", "AppSpecification", "RoleArn")
+        if name not in params]  # fmt: skip
+    if problems:
+        return problems
+    if not _SAGEMAKER_NAME.match(params["ProcessingJobName"]):
+        problems.append(f"{params['ProcessingJobName']!r} is not a SageMaker name")
+    cluster = params["ProcessingResources"]["ClusterConfig"]
+    if not cluster["InstanceType"].startswith("ml.") or not 1 <= cluster["InstanceCount"] <= 100:
+        problems.append(f"cluster {cluster}: an ml.* type and 1 to 100 instances")
+    if not 1 <= cluster["VolumeSizeInGB"] <= 16384:
+        problems.append(f"VolumeSizeInGB {cluster['VolumeSizeInGB']} is outside 1-16384")
+    runtime = (params.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400)
+    if not 1 <= runtime <= MAX_PROCESSING_SECONDS:
+        problems.append(f"MaxRuntimeInSeconds {runtime} is outside 1-{MAX_PROCESSING_SECONDS}")
+    app = params["AppSpecification"]
+    if not app.get("ImageUri") or len(app["ImageUri"]) > 255:
+        problems.append("AppSpecification.ImageUri is required (at most 255 characters)")
+    problems += _api_limits(app, {"ContainerEntrypoint": (100, 0, 256),
+                                  "ContainerArguments": (100, 0, 256)})
+    problems += _api_limits(params, {"Environment": (100, 256, 256)})
+    inputs = params.get("ProcessingInputs", [])
+    if len(inputs) > MAX_PROCESSING_INPUTS:
+        problems.append(f"{len(inputs)} ProcessingInputs; SageMaker accepts "
+                        f"{MAX_PROCESSING_INPUTS}")
+    names = [i["InputName"] for i in inputs]
+    if len(set(names)) != len(names):
+        problems.append(f"input names repeat: {names}")
+    for item in inputs:
+        s3 = item["S3Input"]
+        where = f"input {item['InputName']}"
+        if not s3["LocalPath"].startswith(PROCESSING_PATH) or len(s3["LocalPath"]) > 256:
+            problems.append(f"{where}: LocalPath {s3['LocalPath']} must be under "
+                            f"{PROCESSING_PATH}")
+        if s3.get("S3CompressionType") == "Gzip" and s3["S3InputMode"] != "Pipe":
+            problems.append(f"{where}: Gzip needs the Pipe input mode")
+        if not re.match(r"^(https|s3)://([^/]+)/?(.*)$", s3["S3Uri"]):
+            problems.append(f"{where}: S3Uri {s3['S3Uri']} is not an S3 URI")
+        elif not _s3_objects(aws, s3["S3Uri"]):
+            problems.append(f"{where}: no S3 objects under {s3['S3Uri']}")
+    return problems

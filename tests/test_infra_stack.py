@@ -228,6 +228,7 @@ def test_manifest_parameter_matches_the_architecture_shape(dev):
         "nat_gateway",
         "hub_token_parameter",
         "log_groups",
+        "notify_topic_arn",
         "plugins",
     }
     assert dev.manifest["launch_templates"]["example-linefit"] == {

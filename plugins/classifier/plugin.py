@@ -71,6 +71,8 @@ def stnlp_training_jobs(settings):
             presets={"tiny": {"method": "embedding", "max_sentences_per_episode": 20}},
             input_datasets=("subtitles",),
             description="Scores every subtitle sentence against the themes; publishes the scores",
+            sharding={hook: f"stnlp.plugins.classifier.theme_job:{fn}" for hook, fn in
+                      (("units", "episodes"), ("shard", "shard"), ("merge", "merge"))},
         ),
     ]
 

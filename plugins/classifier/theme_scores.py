@@ -68,15 +68,38 @@ class ThemeResult:
         return cls(data["themes"], data["method"], per_episode, per_window)
 
 
-def corpus_hash(episodes: Sequence[Episode]) -> str:
-    """sha256 over the episodes' keys and sentences."""
-    digest = hashlib.sha256()
-    for episode in episodes:
-        digest.update(episode.key.encode())
-        for sentence in episode.sentences:
-            digest.update(b"\x00" + sentence.encode())
-        digest.update(b"\x01")
+def episode_digest(episode: Episode) -> str:
+    """sha256 over one episode's key and sentences."""
+    digest = hashlib.sha256(episode.key.encode())
+    for sentence in episode.sentences:
+        digest.update(b"\x00" + sentence.encode())
     return digest.hexdigest()
+
+
+def corpus_hash(episodes: Sequence[Episode]) -> str:
+    """sha256 over the episodes' digests (:func:`episode_digest`), in order: shards of a corpus
+    give their episodes' digests, and the merge the same hash as the whole."""
+    return combined_hash(episode_digest(e) for e in episodes)
+
+
+def combined_hash(digests) -> str:
+    """The corpus hash from its episodes' digests, in order."""
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def concat_results(parts: Sequence[ThemeResult]) -> ThemeResult:
+    """One result from results over disjoint sets of episodes, episodes in order (``S01E01``
+    before ``S01E02``): the per-episode and per-window rows are additive, and the overall and
+    distinctive scores are recomputed from them (:attr:`ThemeResult.overall`)."""
+    first = parts[0]
+    if any((p.themes, p.method) != (first.themes, first.method) for p in parts):
+        raise UserError("theme results to merge differ in themes or method")
+    per_episode = pd.concat([p.per_episode for p in parts]).sort_index(kind="stable")
+    if per_episode.index.has_duplicates:
+        raise UserError("theme results to merge share an episode")
+    per_window = pd.concat([p.per_window for p in parts], ignore_index=True)
+    per_window = per_window.sort_values(["episode", "window"], kind="stable", ignore_index=True)
+    return ThemeResult(first.themes, first.method, per_episode, per_window)
 
 
 def score_corpus(episodes: Sequence[Episode], themes: Sequence[str], scorer, window: int = 20):

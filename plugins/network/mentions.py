@@ -129,11 +129,26 @@ class MentionFinder:
         shared name). With ``keep_unknown`` a PERSON entity naming nobody known is kept, under
         its own name. ``on_progress(n)`` is called as texts are done.
         """
-        items = []
-        for text in texts:
-            masked = mask(text)
-            items.append(_Text(masked, words_of(masked), shouting(masked)))
-        lower = Counter(w.text for item in items for w in item.words if w.text.islower())
+        found = self.candidates(texts, texts, keep_unknown, batch_size, n_process, on_progress)
+        return resolve(texts, found, context)
+
+    def candidates(
+        self,
+        texts: Sequence[str],
+        corpus: Iterable[str],
+        keep_unknown: bool = False,
+        batch_size: int = 256,
+        n_process: int = 1,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[list[Candidate]]:
+        """The expensive pass (NER and tagger) over ``texts``: each text's candidates.
+
+        ``corpus`` holds every text of the corpus ``texts`` belong to (its words written in
+        lower case decide the hazardous names), so a shard of a corpus finds what the whole
+        would; :func:`resolve` then names the owners over the whole corpus at once.
+        """
+        items = [_text(text) for text in texts]
+        lower = lower_words(corpus)
         todo = [i for i, item in enumerate(items) if keep_unknown or self.may_name(item.masked)]
         if on_progress is not None:
             on_progress(len(texts) - len(todo))
@@ -145,7 +160,7 @@ class MentionFinder:
                 if on_progress is not None and (done % batch_size == 0 or done == len(todo)):
                     on_progress(done % batch_size or batch_size)
         self._ask_tagger(items, batch_size)
-        return self._resolve(texts, items, context)
+        return [[(c.start, c.end, c.owners) for c in item.candidates] for item in items]
 
     # -- candidates ------------------------------------------------------------------------
 
@@ -311,22 +326,43 @@ class MentionFinder:
                     if (candidate.pending and not verb) or proper:
                         item.candidates.remove(candidate)
 
-    # -- resolution ------------------------------------------------------------------------
 
-    def _resolve(self, texts, items: list[_Text], context: int) -> list[list[Mention]]:
-        counts = Counter(c.owners[0] for it in items for c in it.candidates if len(c.owners) == 1)
-        result = []
-        for i, item in enumerate(items):
-            window = [c for it in items[max(0, i - context) : i + 1] for c in it.candidates]
-            near = {c.owners[0] for c in window if len(c.owners) == 1}
-            mentions = []
-            for c in item.candidates:
-                written = texts[i][c.start : c.end]
-                name = _owner(c.owners, near, counts) if c.owners else " ".join(written.split())
-                if name:
-                    mentions.append(Mention(c.start, c.end, written, name))
-            result.append(mentions)
-        return result
+
+Candidate = tuple[int, int, tuple[str, ...]]
+"""A possible mention, ``(start, end, owners)``: the span of the text and the characters the
+name may stand for (none: an unknown PERSON kept under its own name)."""
+
+
+def _text(text: str) -> _Text:
+    masked = mask(text)
+    return _Text(masked, words_of(masked), shouting(masked))
+
+
+def lower_words(texts: Iterable[str]) -> Counter:
+    """How often each word is written in lower case across ``texts`` (masked as for finding)."""
+    return Counter(w.text for text in texts for w in words_of(mask(text)) if w.text.islower())
+
+
+def resolve(
+    texts: Sequence[str], candidates: Sequence[Sequence[Candidate]], context: int
+) -> list[list[Mention]]:
+    """The mentions of each text from its candidates (:meth:`MentionFinder.candidates`): a
+    shared name goes to the owner named within ``context`` texts before, else to the dominant
+    one over every text given (see the module's step 5)."""
+    counts = Counter(owners[0] for found in candidates for _, _, owners in found
+                     if len(owners) == 1)  # fmt: skip
+    result = []
+    for i, found in enumerate(candidates):
+        window = [c for near in candidates[max(0, i - context) : i + 1] for c in near]
+        near = {owners[0] for _, _, owners in window if len(owners) == 1}
+        mentions = []
+        for start, end, owners in found:
+            written = texts[i][start:end]
+            name = _owner(tuple(owners), near, counts) if owners else " ".join(written.split())
+            if name:
+                mentions.append(Mention(start, end, written, name))
+        result.append(mentions)
+    return result
 
 
 def _owner(owners: tuple[str, ...], near: set[str], counts: Counter) -> str | None:

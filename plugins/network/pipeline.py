@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stnlp.common.errors import DataError
 from stnlp.plugins.network.corpus import Episode, episodes_from_captions
 from stnlp.plugins.network.graph import add_episode, annotate
-from stnlp.plugins.network.mentions import MentionFinder, characters_per_text
+from stnlp.plugins.network.mentions import (
+    Candidate,
+    MentionFinder,
+    characters_per_text,
+    resolve,
+)
 from stnlp.plugins.network.ner import load_ner
 from stnlp.plugins.network.params import NetworkParams
 from stnlp.runtime import logs
@@ -77,13 +82,28 @@ def build_network(
     the graph and a notice to the result. ``progress`` shows a bar (default: on a terminal).
     """
     started = time.perf_counter()
+    episodes = episodes_from_captions(captions)
+    found = find_candidates(episodes, characters, params, source, progress=progress)
+    return assemble(episodes, found, params, time.perf_counter() - started)
+
+
+def find_candidates(
+    episodes: Sequence[Episode],
+    characters: Iterable,
+    params: NetworkParams,
+    source: str = "characters",
+    only: Collection[str] | None = None,
+    progress: bool | None = None,
+) -> dict[str, list[list[Candidate]]]:
+    """The expensive pass (NER and tagger) over the episodes tagged in ``only`` (default:
+    all): episode tag -> each sentence's candidates. Every episode's sentences count for the
+    corpus figures, so a shard finds what the whole corpus run would."""
     names = CharacterNames.from_records(characters)
     if not names.names:
         raise DataError(f"{source}: no characters to build the network from")
-    episodes = episodes_from_captions(captions)
+    chosen = [e for e in episodes if only is None or e.tag in only]
     finder = MentionFinder(names, load_ner(params.spacy_model))
-    build = NetworkBuild(nx.Graph())
-    total = sum(len(e.sentences) for e in episodes)
+    texts = [s for episode in chosen for s in episode.sentences]
     show = sys.stderr.isatty() if progress is None else progress
     columns = (
         TextColumn("{task.description}"),
@@ -92,24 +112,44 @@ def build_network(
         TimeElapsedColumn(),
     )
     with Progress(*columns, disable=not show, transient=True) as bar:
-        task = bar.add_task("NER over sentences", total=total)
-        mentions = finder.find(
-            [s for episode in episodes for s in episode.sentences],
-            context=params.window,
+        task = bar.add_task("NER over sentences", total=len(texts))
+        found = finder.candidates(
+            texts,
+            (s for episode in episodes for s in episode.sentences),
             keep_unknown=params.keep_unknown,
             batch_size=params.batch_size,
             n_process=params.n_process,
             on_progress=lambda n: bar.advance(task, n),
         )
-    found = characters_per_text(mentions)
+    by_episode, start = {}, 0
+    for episode in chosen:
+        by_episode[episode.tag] = found[start : start + len(episode.sentences)]
+        start += len(episode.sentences)
+    return by_episode
+
+
+def assemble(
+    episodes: Sequence[Episode],
+    candidates: Mapping[str, Sequence[Sequence[Candidate]]],
+    params: NetworkParams,
+    seconds: float = 0.0,
+) -> NetworkBuild:
+    """The annotated graph from every episode's candidates: owners resolved over the whole
+    corpus, co-occurrence counts folded in episode order, then the graph-level measures
+    (degrees, communities) computed once on the whole graph."""
+    texts = [s for episode in episodes for s in episode.sentences]
+    found = [c for episode in episodes for c in candidates[episode.tag]]
+    mentions = resolve(texts, found, params.window)
+    per_text = characters_per_text(mentions)
+    build = NetworkBuild(nx.Graph())
     build.mentions = sum(len(m) for m in mentions)
     start = 0
     for episode in episodes:
         end = start + len(episode.sentences)
-        _record_episode(build, episode, found[start:end], params.window)
+        _record_episode(build, episode, per_text[start:end], params.window)
         start = end
     annotate(build.graph, params.seed)
-    build.seconds = time.perf_counter() - started
+    build.seconds = seconds
     logs.event(log, "network built", **{k: v for k, v in build.metrics().items() if k != "notices"})
     return build
 

@@ -36,6 +36,8 @@ def stnlp_training_jobs(settings):
             presets={"tiny": {"window": 5, "batch_size": 64}},
             input_datasets=("subtitles", "characters"),
             description="NER over the subtitles, co-occurrence graph, JSON/GraphML/CSV exports",
+            sharding={hook: f"stnlp.plugins.network.job:{fn}" for hook, fn in
+                      (("units", "episodes"), ("shard", "shard"), ("merge", "merge"))},
         )
     ]
 

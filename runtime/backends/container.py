@@ -8,6 +8,8 @@
   (``TRAINING_JOB_NAME``) with the tuned hyperparameters in ``hyperparameters.json``; the
   trial's run is created here, named after the training job so a container that SageMaker
   restarts (spot) finds its run again, and publishes to the trial model; then the bootstrap.
+- ``shard``: shard ``STNLP_SHARD`` of the batch run ``STNLP_RUN_ID`` (a processing job;
+  :func:`stnlp.runtime.batch.shard_job`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from stnlp.runtime.store import open_stores
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = "/opt/ml/input/config"  # SageMaker's; SM_INPUT_CONFIG_DIR where the toolkit sets it
-MODES = ("train", "trial")
+MODES = ("train", "trial", "shard")
 
 
 def _settings(env: Mapping[str, str]) -> Settings:
@@ -88,6 +90,12 @@ def run(env: Mapping[str, str]) -> int:
         raise UserError(f"STNLP_MODE={mode!r} is not one of {', '.join(MODES)}")
     if mode == "train":
         return _bootstrap(env, env["STNLP_RUN_ID"])
+    if mode == "shard":
+        from stnlp.runtime.batch import shard_job
+
+        settings = _settings(env)
+        shard_job(env, _spec(settings, env["STNLP_JOB"]), settings.stack, open_stores(settings))
+        return 0
     return _bootstrap(env, start_trial(env))
 
 

@@ -387,6 +387,7 @@ def publish_outcome(
     ctx: TrainingContext,
     outcome: TrainingOutcome,
     heartbeat: float = Intervals.heartbeat,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Sync checkpoints, then publish the job's output as the model's new version: the fence.
 
@@ -395,7 +396,7 @@ def publish_outcome(
     then the pointer moves; the record is read again after, and if the run was ended in the
     meantime the pointer is moved back (:meth:`Run.settle_publish`) and this raises
     :class:`FencedError`. Publishing is the run's last step: ``cleanup`` (``succeeded``)
-    follows.
+    follows. ``extra`` adds fields to the version's manifest (a batch run's ``sharding``).
     """
     run.transition("results_sync")
     registry = ModelRegistry(stores.models)
@@ -407,6 +408,7 @@ def publish_outcome(
             base_model=outcome.base_model,
             run_id=run.run_id,
             metrics=outcome.metrics,
+            extra=extra,
         )
         run.claim_publish(version, metrics=outcome.metrics)
         registry.move_latest(spec.output_model, version, "publish", run_id=run.run_id)

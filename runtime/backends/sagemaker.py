@@ -354,3 +354,91 @@ def kill_sagemaker_run(
         return "SageMaker job stopped"
 
     return kill_run(stores, settings.stack, run_id, stop)
+
+
+PROCESSING_INPUT = "/opt/ml/processing/input"
+SHARD_WORKDIR = "/opt/ml/processing/stnlp"
+
+
+def shard_job_name(run_id: str, index: int) -> str:
+    """The processing job of shard ``index`` of a batch run (``stnlp-batch-...``, at most 63
+    characters: the run id's unique tail is kept)."""
+    head = f"stnlp-batch-{index}-"
+    return head + run_id[-(63 - len(head)):].lstrip("-")
+
+
+def processing_job_request(spec: JobSpec, manifest: dict[str, Any], stack: str, run_id: str,
+                           index: int, *, container: ContainerRelease) -> dict[str, Any]:
+    """The ``create_processing_job`` arguments for shard ``index`` of batch run ``run_id``:
+    the release files and the entry archive downloaded under ``/opt/ml/processing/input/``,
+    the entry script run from the archive, the container in ``shard`` mode."""
+    models, region = manifest["buckets"]["models"], manifest["region"]
+    inputs = [*release_inputs(container, models),
+              ("entry", s3_folder(models, container.entry.key))]
+    entry = f"{PROCESSING_INPUT}/entry/{ENTRY_ARCHIVE}"
+    return {
+        "ProcessingJobName": shard_job_name(run_id, index),
+        "RoleArn": sagemaker_role(manifest, stack),
+        "AppSpecification": {"ImageUri": container.image, "ContainerEntrypoint": [
+            "/bin/bash", "-c", f"mkdir -p /tmp/stnlp-entry && tar -xzf {entry} -C "
+            f"/tmp/stnlp-entry && exec /tmp/stnlp-entry/{ENTRY_PROGRAM}"]},
+        "ProcessingInputs": [{"InputName": name, "S3Input": {
+            "S3Uri": uri, "LocalPath": f"{PROCESSING_INPUT}/{name}", "S3DataType": "S3Prefix",
+            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+            for name, uri in inputs],
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceCount": 1, "InstanceType": ml_instance_type(spec.instance_type),
+            "VolumeSizeInGB": spec.root_volume_gb}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_minutes * 60},
+        "Environment": container_environment(
+            stack, region, "shard", STNLP_JOB=spec.name, STNLP_RUN_ID=run_id,
+            STNLP_SHARD=str(index), STNLP_RELEASE_DIR=PROCESSING_INPUT,
+            STNLP_WORKDIR=SHARD_WORKDIR),
+        "Tags": tags(stack, spec.name, **{TAG_RUN: run_id}),
+    }  # fmt: skip
+
+
+def processing_shards(spec: JobSpec, settings: Settings, *, sagemaker: Any = None,
+                      image: str | None = None, image_python: str | None = None,
+                      poll: float = 15.0):  # fmt: skip
+    """A :data:`stnlp.runtime.batch.ShardRunner` starting one processing job per shard and
+    waiting until every one has ended; a job that failed or stopped fails the batch, naming
+    the shard and SageMaker's reason."""
+    import time
+
+    from stnlp.runtime.batch import ShardError
+
+    manifest = load_manifest(settings)
+    client = sagemaker or s3_client(settings, "sagemaker")
+    container = container_release(manifest, image, image_python)
+
+    def runner(run: Run, todo: list[int], data_dir) -> None:
+        upload_container_release(container, run.stores.models)
+        names = {}
+        for index in todo:
+            request = processing_job_request(spec, manifest, settings.stack, run.run_id, index,
+                                             container=container)  # fmt: skip
+            client.create_processing_job(**request)
+            names[index] = request["ProcessingJobName"]
+        run.heartbeat(job_id=",".join(names.values()))
+        logs.event(log, "shard jobs created", run_id=run.run_id, jobs=len(names))
+        ended: dict[int, dict[str, Any]] = {}
+        while len(ended) < len(names):
+            for index, name in names.items():
+                if index not in ended:
+                    found = client.describe_processing_job(ProcessingJobName=name)
+                    if found["ProcessingJobStatus"] in ENDED:
+                        ended[index] = found
+            if run.reload().get("kill_requested"):
+                for index in set(names) - set(ended):
+                    client.stop_processing_job(ProcessingJobName=names[index])
+                raise KeyboardInterrupt("killed by request (stnlp runs kill)")
+            if len(ended) < len(names):
+                time.sleep(poll)
+        failed = [f"shard {i} ({names[i]}): {d['ProcessingJobStatus']} "
+                  f"{d.get('FailureReason') or ''}".strip()
+                  for i, d in sorted(ended.items()) if d["ProcessingJobStatus"] != "Completed"]
+        if failed:
+            raise ShardError("; ".join(failed))
+
+    return runner

@@ -12,6 +12,7 @@ import sys
 import click
 
 from stnlp.runtime.cli import (  # noqa: F401  (importing a module registers its commands)
+    batch,
     chat,
     cloud,
     cost,
