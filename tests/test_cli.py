@@ -63,7 +63,8 @@ try:
     main(["plugins"])
 except SystemExit as exit:
     assert not exit.code, exit.code
-print("imported:" + ",".join(sorted({"gradio", "torch", "transformers", "spacy"} & set(sys.modules))))
+heavy = {"gradio", "torch", "transformers", "spacy"}
+print("imported:" + ",".join(sorted(heavy & set(sys.modules))))
 """
 
 
