@@ -28,7 +28,10 @@ def theme() -> gr.themes.Base:
 
 
 CSS = """
-.gradio-container { max-width: 1200px !important; margin: 0 auto !important; }
+.gradio-container { max-width: min(1200px, 100vw) !important; margin: 0 auto !important; }
+.gradio-container .column, .gradio-container .block, .gradio-container .form,
+.gradio-container .row > * { min-width: 0; }
+.stnlp-network, .stnlp-network svg { max-width: 100%; }
 .stnlp-header h1 { margin: 0; font-size: 1.7rem; line-height: 1.2; }
 .stnlp-header p { margin: 0.25rem 0 0; color: var(--body-text-color-subdued); }
 .stnlp-hint { color: var(--body-text-color-subdued); font-size: 0.92rem; margin: 0; }
@@ -65,6 +68,8 @@ CSS = """
 
 @media (max-width: 640px) {
   .gradio-container { padding: 0 8px !important; }
+  .gradio-container .row { flex-wrap: wrap; }
+  .gradio-container .row > * { flex-basis: 100% !important; min-width: 0 !important; }
   .stnlp-header h1 { font-size: 1.35rem; }
   .stnlp-table table { font-size: 0.82rem; }
 }

@@ -114,11 +114,9 @@ def build(app) -> None:
             source, folders, name, message, history, use_retrieval, temp, p, int(tokens)
         )
 
-    gr.ChatInterface(
+    chat = gr.ChatInterface(
         reply,
         additional_inputs=[job, character, retrieval, temperature, top_p, max_new_tokens],
-        examples=list(EXAMPLES),
-        run_examples_on_click=False,
-        cache_examples=False,
         validator=not_empty,
     )
+    gr.Examples([[e] for e in EXAMPLES], chat.textbox, label="Examples (then press Enter)")

@@ -98,7 +98,7 @@ def served(context):
 def _new_page(browser, url: str, **options):
     tab = browser.new_page(**options)
     tab.goto(url)
-    tab.get_by_role("tab", name="Status").wait_for()
+    tab.get_by_role("tab", name="Chat").wait_for()
     return tab
 
 
@@ -441,6 +441,7 @@ def test_phone_width_never_scrolls_sideways(served, browser, context):
             trigger = phone.get_by_role("tab", name=title)
             if not trigger.is_visible():  # tabs past the width are in the overflow menu
                 phone.locator(".overflow-menu button").first.click()
+                trigger = phone.locator(".overflow-dropdown button", has_text=title)
             trigger.click()
             width = phone.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
             assert width[0] <= width[1], (title, width)
@@ -476,6 +477,7 @@ def test_network_labels_read_well_in_light_and_dark_mode(served, browser, mode):
                     viewport={"width": 1280, "height": 1000}, color_scheme=mode)  # fmt: skip
     try:
         panel = _open(tab, "Character network")
+        panel.locator("#stnlp-network svg").wait_for()
         colours = panel.locator("#stnlp-network svg").evaluate(_COLOURS)
         assert _contrast(colours["fill"], colours["background"]) >= 4.5, colours
         assert _contrast(colours["fill"], colours["halo"]) >= 4.5, colours
