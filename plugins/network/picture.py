@@ -127,7 +127,7 @@ def network_svg(graph: nx.Graph, focus: str | None = None) -> str:
     heaviest = max((w for _, _, w in graph.edges(data="weight", default=1)), default=1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="stnlp-net" role="img" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">',
+        f'viewBox="0 0 {WIDTH} {HEIGHT}">',
         "<title>Character network</title>",
         _STYLE,
         f'<rect class="background" width="{WIDTH}" height="{HEIGHT}"/>',
