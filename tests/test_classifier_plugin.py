@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 import pytest
 import torch
 
@@ -64,6 +65,8 @@ def test_tabs_build_inside_blocks_and_name_their_sources(tmp_path, monkeypatch):
         theme_tab.SAMPLE, None, ["battle", "love"], "hope", 20
     )
     assert shown.visible is True  # the results appear only with the first answer
+    assert bars.y_lim[0] == 0 and bars.y_lim[1] > bars.value["data"][0][1]
+    bars = pd.DataFrame(bars.value["data"], columns=bars.value["columns"])
     assert "computed now" in status and list(bars["theme"]) == ["battle", "love", "hope"]
     sample = theme_tab.load_corpus(theme_tab.SAMPLE, None)
     assert status.startswith(f"Scored {len(sample)} episode(s), ")

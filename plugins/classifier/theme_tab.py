@@ -205,8 +205,7 @@ def build_tab(app) -> None:
     """Create the tab's components inside the open ``gr.Tab``."""
     gr.Markdown(
         "How much each episode is about each theme: every window of subtitle sentences is "
-        "matched against the themes. Use the sample corpus or upload .srt subtitles "
-        f"({NAMING}).",
+        f"matched against the themes. Use the sample corpus or upload .srt subtitles: {NAMING}.",
         elem_classes="stnlp-hint",
     )
     with gr.Row(equal_height=False):
@@ -233,21 +232,22 @@ def build_tab(app) -> None:
     )
     with gr.Column(visible=False) as results:
         chart = gr.BarPlot(
-            x="theme", y="score", title="Theme scores (share of sentences)", y_lim=[0, None],
+            x="theme", y="score", title="Theme scores (share of sentences)",
             x_label_angle=-30, elem_id="stnlp-theme-chart",
         )  # fmt: skip
         table = gr.Dataframe(
             label="Scores per episode (share of sentences about each theme)",
-            interactive=False, wrap=True,
+            interactive=False, elem_id="stnlp-theme-episodes",
         )  # fmt: skip
         distinct = gr.Dataframe(
             label="What is distinctive: each episode's scores minus the series'",
-            interactive=False, wrap=True,
+            interactive=False,
         )  # fmt: skip
 
     def run(choice, uploaded, chosen, extra, size):
         note, bars, per_episode, lift = score(app.settings, choice, uploaded, chosen, extra, size)
-        return note, bars, per_episode, lift, gr.Column(visible=True)
+        top = max(float(bars["score"].max()), 0.01) * 1.1  # bars from 0, none cut at the top
+        return note, gr.BarPlot(bars, y_lim=[0, top]), per_episode, lift, gr.Column(visible=True)
 
     def uploaded(new_files, choice):
         return gr.Radio(value=UPLOAD) if new_files else gr.Radio(value=choice)

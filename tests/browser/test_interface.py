@@ -249,9 +249,11 @@ def test_themes_on_the_sample_corpus_draw_the_chart_and_the_episode_table(page):
     panel = _open(page, "Themes")
     assert "computed live" in panel.locator(".stnlp-badge").inner_text()  # no theme job trained
     assert "S01E02.srt" in panel.inner_text()  # the naming rule, before any upload
-    # nothing placeholder before the first run: no table, no chart, no "1 2 3" columns
-    assert panel.get_by_role("columnheader").count() == 0
-    assert panel.get_by_role("grid").count() == 0
+    # nothing placeholder before the first run: no results table or chart, no "1 2 3" columns
+    headers = [h.strip() for h in panel.get_by_role("columnheader").all_inner_texts()]
+    assert headers == ["Themes", "Custom themes (comma-separated)", "Sentences per window"]
+    assert not panel.get_by_text("Scores per episode").is_visible()
+    assert not panel.locator("#stnlp-theme-chart").is_visible()
     panel.get_by_role("button", name="Score themes").click()
     episodes = sorted(path.stem for path in (SAMPLE_DIR / "subtitles").glob("*.srt"))
     panel.get_by_text(
@@ -264,11 +266,10 @@ def test_themes_on_the_sample_corpus_draw_the_chart_and_the_episode_table(page):
     scores = dict(re.fullmatch(r"theme: (.+); score: (\S+)", label).groups() for label in labels)
     assert set(scores) == set(DEFAULT_THEMES)
     assert all(float(score) > 0 for score in scores.values()), scores
-    header, *rows = panel.get_by_role("row").all()  # the per-episode table's rows
+    header, *rows = panel.locator("#stnlp-theme-episodes").get_by_role("row").all()
     columns = [text.strip() for text in header.get_by_role("columnheader").all_inner_texts()]
     assert columns[:5] == ["episode", "sentences", "relevant", "top", "most distinctive"]
     assert columns[5 : 5 + len(DEFAULT_THEMES)] == list(DEFAULT_THEMES)
-    # the first table; the second (scores minus the series') follows it
     cells = [row.get_by_role("gridcell").all_inner_texts() for row in rows[: len(episodes)]]
     assert [row[0] for row in cells] == episodes
     assert all(0 < int(row[2]) < int(row[1]) for row in cells), cells  # some do not vote
