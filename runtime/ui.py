@@ -18,11 +18,13 @@ import functools
 import inspect
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -32,10 +34,16 @@ from stnlp.common.settings import Settings
 from stnlp.runtime import logs
 from stnlp.runtime.auth import BasicAuthMiddleware, Credentials, check_bind, check_port
 from stnlp.runtime.crash import one_line, record_internal_error
+from stnlp.runtime.ui_sources import badge_html, safe_model_source, sources_markdown
+from stnlp.runtime.ui_theme import CSS, theme
 
 log = logging.getLogger(__name__)
 
 TITLE = "Stranger Things NLP"
+PURPOSE = (
+    "Explore the Stranger Things subtitles and scripts: chat with a character, see who appears "
+    "with whom, classify a location and score each episode's themes."
+)
 
 
 @dataclass
@@ -121,7 +129,13 @@ def component_status(app: AppContext) -> list[ComponentStatus]:
 
 
 def status_markdown(app: AppContext) -> str:
-    """The status panel as a Markdown table, one row per component and model."""
+    """The status panel: every tab's model source in full, then a table with one row per
+    component and model."""
+    return f"### Sources per tab\n\n{sources_markdown(app)}\n\n### Models\n\n{models_markdown(app)}"
+
+
+def models_markdown(app: AppContext) -> str:
+    """One Markdown table row per component and the model it publishes."""
     try:
         rows = component_status(app)
     except UserError as exc:
@@ -139,45 +153,38 @@ def status_markdown(app: AppContext) -> str:
 # --- header -------------------------------------------------------------------------------------
 
 
-def _safe_model_source(app: AppContext, plugin: str, tab) -> str:
-    try:
-        return tab.model_source(app)
-    except Exception as exc:  # a plugin's bug must not take the header down
-        logs.event(log, "model source failed", logging.ERROR, plugin=plugin, tab=tab.name)
-        log.debug("model source traceback", exc_info=exc)
-        return f"unknown (model source failed: {type(exc).__name__})"
-
-
-def model_sources(app: AppContext) -> list[tuple[str, str]]:
-    """``(tab title, model source)`` for every tab, for the header."""
-    return [(tab.title, _safe_model_source(app, plugin, tab)) for plugin, tab in app.registry.tabs]
-
-
-def header_markdown(app: AppContext) -> str:
-    """The header: the title and which model source each tab uses."""
-    lines = [f"# {TITLE}", ""]
-    sources = model_sources(app)
-    if not sources:
-        lines.append("_No plugin contributes a tab yet._")
-    lines += [f"- **{title}**: {source}" for title, source in sources]
-    return "\n".join(lines)
+def header_html() -> str:
+    """The page's title and its purpose in one line."""
+    return f'<div class="stnlp-header"><h1>{TITLE}</h1><p>{PURPOSE}</p></div>'
 
 
 # --- error handling -----------------------------------------------------------------------------
 
 
+def _temp_roots() -> list[str]:
+    roots = {tempfile.gettempdir(), *(os.environ.get(n) for n in ("GRADIO_TEMP_DIR", "TMPDIR"))}
+    return sorted((r.rstrip("/") for r in roots if r and r.strip("/")), key=len, reverse=True)
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every path under the server's temporary folders (where uploads land)
+    shortened to the file's own name: a page never shows where the server keeps files."""
+    for root in _temp_roots():
+        text = re.sub(re.escape(root) + r"/[^\s:;,'\"]*", lambda m: Path(m.group(0)).name, text)
+    return text
+
+
 def page_error(where: str, exc: BaseException) -> gr.Error:
-    """The message a page shows for ``exc`` raised in ``where``: never a stack trace.
+    """The message a page shows for ``exc`` raised in ``where``: never a stack trace, never a
+    server path (see :func:`without_server_paths`).
 
     The server logs one line per error; Gradio is told not to print the traceback.
     """
-    if isinstance(exc, gr.Error):
-        exc.print_exception = False
-        logs.event(log, "page error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
-        return exc
-    if isinstance(exc, UserError):
-        logs.event(log, "user error", logging.WARNING, tab=where, error=one_line(str(exc), 300))
-        return gr.Error(str(exc), print_exception=False)
+    if isinstance(exc, gr.Error | UserError):
+        message = without_server_paths(str(exc.message if isinstance(exc, gr.Error) else exc))
+        kind = "page error" if isinstance(exc, gr.Error) else "user error"
+        logs.event(log, kind, logging.WARNING, tab=where, error=one_line(message, 300))
+        return gr.Error(message, print_exception=False)
     ref, path = record_internal_error(exc)
     logs.event(log, "callback failed", logging.ERROR, tab=where, error=type(exc).__name__,
                ref=ref, details=path)  # fmt: skip
@@ -246,14 +253,19 @@ def _build_tab(app: AppContext, blocks: gr.Blocks, plugin: str, tab) -> None:
 
 
 def build_app(app: AppContext) -> gr.Blocks:
-    """Assemble the Blocks app: a header, one tab per contributed tab, then the status tab."""
+    """Assemble the Blocks app: the title and purpose, one tab per contributed tab (each with
+    its source badge), then the status tab with every source in full."""
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
-        gr.Markdown(header_markdown(app))
+        gr.HTML(header_html(), elem_id="stnlp-header")
         for plugin, tab in app.registry.tabs:
             with gr.Tab(tab.title, id=tab.name):
+                gr.HTML(badge_html(safe_model_source(app, plugin, tab)))
                 _build_tab(app, blocks, plugin, tab)
         with gr.Tab("Status", id="status"):
-            status = gr.Markdown(status_markdown(app), elem_id="stnlp-status")
+            gr.Markdown("Where each tab's answers come from, with versions and reasons, and "
+                        "every model in the registry.", elem_classes="stnlp-hint")  # fmt: skip
+            status = gr.Markdown(status_markdown(app), elem_id="stnlp-status",
+                                 elem_classes="stnlp-table")  # fmt: skip
             refresh = gr.Button("Refresh", elem_id="stnlp-status-refresh")
             refresh.click(guard_callback(lambda: status_markdown(app), "Status"), None, status)
     return blocks
@@ -349,4 +361,6 @@ def _launch(blocks: gr.Blocks, options: ServeOptions, middleware: list) -> None:
         pwa=False,
         footer_links=["settings"],
         run_history=False,
+        theme=theme(),
+        css=CSS,
     )

@@ -245,7 +245,8 @@ def test_tab_uses_a_trained_version_only_where_it_beats_its_baseline(tmp_path):
         "classifier-location", ctx.output_dir, metrics={**outcome.metrics, "heldout": heldout}
     )
     source = location_tab.load_source(settings, sample)
-    assert source.description.startswith(f"registry: classifier-location {winner} (")
+    registry = f"trained model; registry: classifier-location {winner} ("
+    assert source.description.startswith(registry)
     assert "beats nearest-centroid's 0.5" in source.description
     assert source.classifier.metrics["macro_f1"] == outcome.metrics["macro_f1"]
     probs = location_tab.classify(source, "The school classroom and its lockers")

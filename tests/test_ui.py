@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -28,8 +29,10 @@ from stnlp.runtime.ui import (
     component_status,
     guard_callback,
     launch,
+    page_error,
     status_markdown,
 )
+from stnlp.runtime.ui_sources import VERSION_ID, badge_html, badge_kind, badge_text
 from tests.helpers import free_port
 
 # The shell is tested on its own: the built-in and example plugins have their own tests.
@@ -138,13 +141,46 @@ def test_callbacks_keep_their_kind_and_signature():
     assert inspect.isasyncgenfunction(guard_callback(agen, "t"))
 
 
-def test_header_lists_each_tab_source_and_a_broken_tab_does_not_stop_the_app(context):
+def test_each_tab_shows_its_badge_status_the_detail_and_a_broken_tab_does_not_stop_the_app(
+    context,
+):
     blocks = build_app(context)
     markdown = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
-    assert any("**Probe**: offline probe" in text for text in markdown)
+    html = [b.value for b in blocks.blocks.values() if isinstance(b, gr.HTML)]
+    assert '<h1>Stranger Things NLP</h1>' in html[0]
+    assert any('stnlp-badge-fallback" title="Full detail in the Status tab">offline probe<' in h
+               for h in html)  # fmt: skip
+    assert any("| Probe | offline probe | offline probe |" in text for text in markdown)
     assert any("could not be built" in text and "`probe`" in text for text in markdown)
     titles = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
     assert titles[-1] == "Status" and "Probe" in titles
+
+
+@pytest.mark.parametrize(
+    ("line", "badge", "kind"),
+    [
+        ("trained network; registry: character-network v20260105T101010123456-ed7e70",
+         "trained network", "trained"),
+        ("registry line-length v20260105T101010123456-ed7e70", "registry line-length", "trained"),
+        ("offline fallback: nearest centroid (sample); not the trained version: it loses",
+         "offline fallback: nearest centroid", "fallback"),
+        ("computed live; MiniLM", "computed live", "live"),
+        ("hub model org/name (NLI) if cached", "hub model org/name if cached", "hub"),
+        ("no model", "no model", "other"),
+    ],
+)  # fmt: skip
+def test_a_badge_is_the_first_clause_without_versions_or_parentheses(line, badge, kind):
+    assert (badge_text(line), badge_kind(badge_text(line))) == (badge, kind)
+    assert VERSION_ID.search(badge_html(line)) is None
+
+
+def test_page_errors_show_an_uploaded_files_own_name_never_its_server_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    upload = tmp_path / "gradio" / "0a1b2c" / "episode two.srt"
+    shown = page_error("Themes", UserError(f"{upload.parent}/notes.srt: file name has no tag"))
+    assert shown.message == "notes.srt: file name has no tag"
+    shown = page_error("Themes", gr.Error(f"cannot read {tempfile.gettempdir()}/x/S01E02.srt"))
+    assert shown.message == "cannot read S01E02.srt"
 
 
 def test_user_error_reaches_the_page_as_its_message(served):

@@ -1,7 +1,8 @@
 """The chat tab: pick a chatbot and a character, chat with streamed replies.
 
-The header names each chatbot's source chain (and why a trained version is not used); the line
-under the pickers names the source answering as the picked character. Replies stream through
+The tab's badge names the default chatbot's sources in a few words and the Status tab every
+chatbot's chain in full (and why a trained version is not used); the line under the pickers
+names the source answering as the picked character. Replies stream through
 :func:`stnlp.plugins.chatbot.infer.reply_stream`, the same path as ``stnlp chat``.
 """
 
@@ -11,9 +12,17 @@ import gradio as gr
 
 from stnlp.plugins.chatbot.catalog import SMOLLM2
 from stnlp.plugins.chatbot.data import speaking_characters
-from stnlp.plugins.chatbot.infer import Chain, dataset_folder, reply_stream, resolve_sources
+from stnlp.plugins.chatbot.infer import (
+    Chain,
+    Source,
+    dataset_folder,
+    reply_stream,
+    resolve_sources,
+)
 from stnlp.plugins.chatbot.plugin import BASES, base_model
-from stnlp.plugins.chatbot.session import source_note
+
+DEFAULT_JOB = next(iter(BASES))
+"""The chatbot the tab picks first."""
 
 
 def sources(app) -> dict[str, Chain]:
@@ -32,14 +41,40 @@ def shared_base_note(live: dict[str, Chain]) -> str:
     )
 
 
-def _label(live: dict[str, Chain]) -> str:
-    return "; ".join(f"{job}: {chain.describe()}" for job, chain in live.items())
+EXAMPLES = ("Where is Will?", "What is the Upside Down?", "Do you want some Eggos?")
+
+
+def compact(source: Source) -> str:
+    """A source in a few words, without version ids: what the badge and the pickers show."""
+    if source.kind == "registry":
+        return f"trained adapter for {source.character}"
+    if source.kind == "endpoint":
+        return f"hosted endpoint for {source.character or 'every character'}"
+    if source.kind == "base":
+        return f"untuned base {source.base_model.rsplit('/', 1)[-1]}"
+    return "offline responder"
+
+
+def headline(chain: Chain) -> str:
+    """The chain in a few words: the live source, and the one other characters get."""
+    first = chain.sources[0]
+    if not first.character:
+        return compact(first)
+    others = next(source for source in chain.sources[1:] if not source.character)
+    return f"{compact(first)}, others: {compact(others)}"
 
 
 def model_source(app) -> str:
-    """Which source each chatbot uses, for the header."""
+    """The default chatbot's sources in a few words, then every chatbot's in full."""
     live = sources(app)
-    return " ".join(p for p in (_label(live), shared_base_note(live)) if p)
+    detail = [f"{job}: {chain.describe()}" for job, chain in live.items()]
+    note = shared_base_note(live)
+    return "; ".join([headline(live[DEFAULT_JOB]), *detail, *([note] if note else [])])
+
+
+def not_empty(message: str):
+    """Only a message with some text is sent; an empty one gets a hint instead of a reply."""
+    return gr.validate(bool((message or "").strip()), "Type a message first.")
 
 
 def build(app) -> None:
@@ -49,18 +84,20 @@ def build(app) -> None:
     folders = {name: dataset_folder(app.settings, name) for name in ("transcripts", "characters")}
     names = speaking_characters(folders["transcripts"], folders["characters"])
     first = "Eleven" if "Eleven" in names else names[0]
-    gr.Markdown(f"**Model source:** {_label(live)}")
-    if note := shared_base_note(live):
-        gr.Markdown(note)
+    gr.Markdown(
+        "Chat with a character in their own voice: pick a chatbot and a character (those who "
+        "speak in the transcripts), then type a message. Replies are one line of dialogue.",
+        elem_classes="stnlp-hint",
+    )
     with gr.Row():
-        job = gr.Dropdown(list(BASES), value=next(iter(BASES)), label="Chatbot")
+        job = gr.Dropdown(list(BASES), value=DEFAULT_JOB, label="Chatbot")
         character = gr.Dropdown(names, value=first, label="Character")
 
     def answering(job_name: str, name: str) -> str:
         chain = live[job_name]
-        return f"**Answering:** {source_note(chain, chain.for_character(name), name)}"
+        return f"**Answering as {name}:** {compact(chain.for_character(name))} ({job_name})"
 
-    answer = gr.Markdown(answering(next(iter(BASES)), first))
+    answer = gr.Markdown(answering(DEFAULT_JOB, first), elem_classes="stnlp-done")
     job.change(answering, [job, character], answer)
     character.change(answering, [job, character], answer)
     with gr.Accordion("Generation settings", open=False):
@@ -77,6 +114,9 @@ def build(app) -> None:
             source, folders, name, message, history, use_retrieval, temp, p, int(tokens)
         )
 
-    gr.ChatInterface(
-        reply, additional_inputs=[job, character, retrieval, temperature, top_p, max_new_tokens]
+    chat = gr.ChatInterface(
+        reply,
+        additional_inputs=[job, character, retrieval, temperature, top_p, max_new_tokens],
+        validator=not_empty,
     )
+    gr.Examples([[e] for e in EXAMPLES], chat.textbox, label="Examples (then press Enter)")

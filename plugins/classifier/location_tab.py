@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 COMPONENT = MODEL = "classifier-location"
 FALLBACK = "offline fallback: nearest centroid over all-MiniLM-L6-v2 embeddings of the sample"
+EXAMPLES = (
+    "Hawkins Lab. A fenced government facility with long corridors and guarded labs.",
+    "The Wheelers' basement. A cosy room with a couch, a table and board games.",
+    "Mirkwood. A dark forest road at night where a boy rides his bike home.",
+)
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -81,7 +86,7 @@ def load_source(settings, sample_dir: Path | None = None) -> LocationSource:
         try:
             classifier = LocationClassifier.load(model.path)
             return LocationSource(
-                classifier, f"registry: {MODEL} {model.version} ({verdict.reason})"
+                classifier, f"trained model; registry: {MODEL} {model.version} ({verdict.reason})"
             )
         except UserError as exc:
             logs.event(log, "registry model unreadable", logging.WARNING, reason=str(exc))
@@ -93,7 +98,7 @@ def load_source(settings, sample_dir: Path | None = None) -> LocationSource:
 
     folder = (sample_dir or SAMPLE_DIR) / "locations"
     examples = examples_from_locations(load_locations(folder).records)
-    return LocationSource(fit_with_cv(shared_encoder(), examples), f"{FALLBACK} ({folder}){why}")
+    return LocationSource(fit_with_cv(shared_encoder(), examples), FALLBACK + why)
 
 
 def model_source(app) -> str:
@@ -101,7 +106,7 @@ def model_source(app) -> str:
     model = _registry_model(app.settings)
     verdict = _verdict(model)
     if verdict is not None and verdict.use:
-        return f"registry: {MODEL} {model.version} ({verdict.reason})"
+        return f"trained model; registry: {MODEL} {model.version} ({verdict.reason})"
     why = f"; not the trained version: {verdict.reason}" if verdict else ""
     if app.settings.models.get(COMPONENT):
         configured = app.settings.models[COMPONENT]
@@ -141,17 +146,22 @@ def build_tab(app) -> None:
     """Create the tab's components inside the open ``gr.Tab``."""
     source = load_source(app.settings)
     summary, confusion = metrics_views(source.classifier.metrics)
-    gr.Markdown(f"**Model source:** {source.description}")
+    gr.Markdown(
+        "What kind of place a location is: type its name and a sentence describing it, and get "
+        "the five likeliest location types with their probabilities.",
+        elem_classes="stnlp-hint",
+    )
     with gr.Row():
-        with gr.Column():
+        with gr.Column(min_width=280):
             text = gr.Textbox(
                 label="Location name and description",
                 placeholder="Hawkins Lab. A fenced government facility with long corridors.",
                 lines=3,
             )
             button = gr.Button("Classify", variant="primary")
+            gr.Examples([[e] for e in EXAMPLES], text, label="Examples")
             label = gr.Label(label="Location type", num_top_classes=5)
-        with gr.Column():
+        with gr.Column(min_width=280):
             gr.Markdown(summary)
             gr.Dataframe(confusion, label="Held-out confusion matrix", interactive=False)
 
