@@ -601,7 +601,7 @@ class Run:
         if not folder.is_dir():
             return []
         return self.stores.results.sync_up(
-            folder, f"{self.prefix}/checkpoints", tags=EXPIRE_CHECKPOINTS
+            folder, f"{self.prefix}/checkpoints", tags=EXPIRE_CHECKPOINTS, live=True
         )
 
     def fail(self, error: str, *, killed: bool = False) -> None:

@@ -222,17 +222,27 @@ class ObjectStore(ABC):
             done.append(key)
         return done
 
-    def sync_up(self, src_dir: Path, prefix: str, tags: Tags = None) -> list[str]:
+    def sync_up(
+        self, src_dir: Path, prefix: str, tags: Tags = None, live: bool = False
+    ) -> list[str]:
         """Upload every file under ``src_dir`` below ``prefix``; return the keys transferred.
 
-        Objects that already hold the same content are skipped.
+        Objects that already hold the same content are skipped. ``live``: another process is
+        still writing ``src_dir`` (a training's checkpoints), so a file that is gone by the time
+        it is read (a temporary file renamed to its final name) is skipped, not an error; the
+        next sync finds it under its final name.
         """
         done = []
         for path in _files_under(src_dir):
             key = _join(prefix, path.relative_to(src_dir).as_posix())
-            if self.etag(key) == self.content_etag(path):
+            try:
+                if self.etag(key) == self.content_etag(path):
+                    continue
+                self.upload_file(key, path, tags=tags)
+            except FileNotFoundError:
+                if not live:
+                    raise
                 continue
-            self.upload_file(key, path, tags=tags)
             done.append(key)
         return done
 

@@ -215,3 +215,27 @@ def test_open_stores_s3_reads_the_ssm_manifest(moto_settings, s3_client):
     )
     with pytest.raises(UserError, match="buckets.models is missing"):
         open_stores(settings)
+
+
+def test_a_checkpoint_renamed_while_it_syncs_is_skipped_then_found(store, tmp_path, monkeypatch):
+    """The worker writes ``step-2.tmp`` and renames it to ``step-2`` while the supervisor's
+    checkpoint sync walks the folder: the vanished temporary file is not an error."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "step-1").write_bytes(b"one")
+    (folder / "step-2.tmp").write_bytes(b"two")
+    upload = store.upload_file
+
+    def renaming_first(key, path, **kwargs):
+        for written in folder.glob("*.tmp"):  # the worker finishes its other checkpoints
+            if written != path:
+                written.replace(written.with_suffix(""))
+        return upload(key, path, **kwargs)
+
+    monkeypatch.setattr(store, "upload_file", renaming_first)
+    assert store.sync_up(folder, "run/checkpoints", live=True) == ["run/checkpoints/step-1"]
+    assert store.sync_up(folder, "run/checkpoints", live=True) == ["run/checkpoints/step-2"]
+    assert store.get("run/checkpoints/step-2") == b"two"
+    (folder / "step-3.tmp").write_bytes(b"three")
+    with pytest.raises(FileNotFoundError):  # a finished folder (a publish) stays strict
+        store.sync_up(folder, "run/other", live=False)
