@@ -252,9 +252,9 @@ def test_tab_shows_published_scores_when_they_answer_the_question(corpus_dir, tm
     assert list(result.per_episode.index) == ["S01E01", "S01E02"]
     _, source = theme_tab.theme_scores(settings, episodes, ["love"], 20, ThemeCache(tmp_path))
     assert source.endswith("(computed now)")
-    assert theme_tab.model_source(type("App", (), {"settings": settings})()).startswith(
-        f"registry: classifier-theme {version}"
-    )
+    header = theme_tab.model_source(type("App", (), {"settings": settings})())
+    assert header.startswith("computed live")  # the tab's own question is the sample corpus
+    assert f"classifier-theme {version} scored another corpus" in header
 
 
 def test_sentences_about_no_theme_do_not_vote():
@@ -276,3 +276,19 @@ def test_the_onnx_encoder_gives_the_torch_encoders_embeddings():
     assert (fast * exact).sum(dim=1).min() > 0.9999
     with pytest.raises(UserError, match="theme encoder must be"):
         theme_encoder("int4")
+
+
+def test_the_demo_preset_answers_the_tabs_default_question(tmp_path):
+    """`stnlp demo` trains the theme job on its `local` preset over the sample: the Themes tab
+    then serves those published scores for its default settings, and says so."""
+    from stnlp.runtime.data import SAMPLE_DIR
+
+    settings = Settings(store=str(tmp_path / "store"))
+    spec = next(j for j in stnlp_training_jobs(settings) if j.name == "classifier-theme")
+    params = spec.resolved_hyperparameters("local")
+    ctx = TrainingContext.in_directory(tmp_path / "run", "run-1", spec.name, params, SAMPLE_DIR)
+    run(ctx)
+    version = ModelRegistry(open_stores(settings).models).publish(spec.output_model, ctx.output_dir)
+    header = theme_tab.model_source(type("App", (), {"settings": settings})())
+    assert header.startswith(f"trained scores for the default settings; registry: "
+                             f"classifier-theme {version}")  # fmt: skip

@@ -50,3 +50,17 @@ def test_each_line_parses_as_the_cli_would(line):
         command.make_context(words[1], args, resilient_parsing=False)
     except click.exceptions.Exit as done:  # --help, --version: printed, then exit 0
         assert done.exit_code == 0
+
+
+def test_the_screenshots_shown_are_the_browser_tests_of_every_built_in_tab():
+    """Each built-in tab has its screenshot at the top of the README, as the browser tests
+    save them (docs/screenshots/<tab title>.png)."""
+    from tests.browser.test_interface import SCREENSHOTS
+
+    shown = re.findall(r"!\[[^\]]+\]\((docs/screenshots/[\w-]+\.png)\)", README.read_text())
+    for title in ("Chat", "Character network", "Location classifier", "Themes", "Status"):
+        name = title.lower().replace(" ", "-")
+        assert f"docs/screenshots/{name}.png" in shown, title
+    for path in shown:
+        assert (README.parent / path).is_file(), path
+    assert SCREENSHOTS == README.parent / "docs" / "screenshots"

@@ -68,7 +68,10 @@ def stnlp_training_jobs(settings):
                 "method": "nli" if settings.models.get(THEME) else "embedding",
                 "nli_model": settings.model_id(THEME, THEME_DEFAULTS["nli_model"]),
             },
-            presets={"tiny": {"method": "embedding", "max_sentences_per_episode": 20}},
+            presets={
+                "tiny": {"method": "embedding", "max_sentences_per_episode": 20},
+                "local": {"method": "embedding"},  # the demo's: the Themes tab's own question
+            },
             input_datasets=("subtitles",),
             description="Scores every subtitle sentence against the themes; publishes the scores",
             sharding={hook: f"stnlp.plugins.classifier.theme_job:{fn}" for hook, fn in
