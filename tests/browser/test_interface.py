@@ -403,7 +403,7 @@ def test_upload_mistakes_name_the_file_and_the_rule_never_a_server_path(page, tm
     junk.write_bytes(b"not subtitles at all\x00\x01")
     cases = ((badly_named, "no season/episode tag"), (junk, "no subtitle captions"))
     for upload, expected in cases:
-        panel.locator("input[type=file]").set_input_files(str(upload))
+        panel.locator("input[type=file][accept=\".srt\"]").set_input_files(str(upload))
         # an upload while "Sample corpus" is chosen switches the corpus to the upload
         page.wait_for_function(
             "() => document.querySelector('input[value=\"Upload .srt files\"]').checked"
