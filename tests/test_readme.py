@@ -63,4 +63,4 @@ def test_the_screenshots_shown_are_the_browser_tests_of_every_built_in_tab():
         assert f"docs/screenshots/{name}.png" in shown, title
     for path in shown:
         assert (README.parent / path).is_file(), path
-    assert SCREENSHOTS == README.parent / "docs" / "screenshots"
+    assert README.parent / "docs" / "screenshots" == SCREENSHOTS
