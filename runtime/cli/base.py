@@ -50,6 +50,18 @@ stack_option = click.option(
 """Add ``--stack NAME`` to a command: the session's settings switch to that stack's buckets."""
 
 
+def image_options(command):
+    """Add ``--image`` and ``--image-python`` (the SageMaker backend's container) to a command."""
+    command = click.option(
+        "--image-python", default=None, metavar="3.NN",
+        help="sagemaker: the image's Python, when its tag does not say (py311).",
+    )(command)  # fmt: skip
+    return click.option(
+        "--image", default=None,
+        help="sagemaker: the container image (default: AWS's PyTorch image).",
+    )(command)  # fmt: skip
+
+
 class JobCommand(click.Command):
     """A command whose JOB argument is a training job: its help lists the installed jobs."""
 

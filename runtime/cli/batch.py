@@ -5,11 +5,18 @@ from __future__ import annotations
 import click
 
 from stnlp.common.errors import UserError
-from stnlp.runtime.cli.base import Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import (
+    JobCommand,
+    Session,
+    cli,
+    image_options,
+    pass_session,
+    stack_option,
+)
 from stnlp.runtime.cli.train import parse_overrides
 
 
-@cli.command("batch")
+@cli.command("batch", cls=JobCommand)
 @click.argument("job")
 @click.option("--shards", type=int, default=2, show_default=True,
               help="How many shards the episodes are dealt into.")
@@ -18,8 +25,7 @@ from stnlp.runtime.cli.train import parse_overrides
 @click.option("--preset", default=None, help="A preset of the job.")
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Override a hyperparameter (repeatable).")
-@click.option("--image", default=None, help="sagemaker: the processing image.")
-@click.option("--image-python", default=None, metavar="3.NN", help="sagemaker: its Python.")
+@image_options
 @stack_option
 @pass_session
 def batch_command(session: Session, job: str, shards: int, backend: str, preset: str | None,

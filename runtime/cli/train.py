@@ -11,7 +11,14 @@ import click
 from stnlp.common.errors import UserError
 from stnlp.plugins.spec import JobSpec
 from stnlp.runtime.backends import BACKENDS, get_backend
-from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import (
+    JobCommand,
+    Session,
+    cli,
+    image_options,
+    pass_session,
+    stack_option,
+)
 
 
 def parse_overrides(pairs: tuple[str, ...], spec: JobSpec) -> dict[str, Any]:
@@ -70,10 +77,7 @@ def show_plan(spec, settings, stores) -> None:
     metavar="KEY=VALUE",
     help="Override a hyperparameter (repeatable).",
 )
-@click.option("--image", default=None,
-              help="sagemaker: the training image (default: AWS's PyTorch training image).")
-@click.option("--image-python", default=None, metavar="3.NN",
-              help="sagemaker: the image's Python, when its tag does not say (py311).")
+@image_options
 @pass_session
 def train_command(
     session: Session,

@@ -7,7 +7,14 @@ import time
 import click
 
 from stnlp.common.errors import UserError
-from stnlp.runtime.cli.base import JobCommand, Session, cli, pass_session, stack_option
+from stnlp.runtime.cli.base import (
+    JobCommand,
+    Session,
+    cli,
+    image_options,
+    pass_session,
+    stack_option,
+)
 from stnlp.runtime.cli.train import parse_overrides
 
 POLL_SECONDS = 30.0
@@ -34,8 +41,7 @@ def _show(result) -> None:
 @click.option("--wait", is_flag=True, help="sagemaker: follow the tuning job and publish.")
 @click.option("--finish", "tuning_id", default=None, metavar="TUNING_ID",
               help="sagemaker: publish the best trial of an ended tuning job.")
-@click.option("--image", default=None, help="sagemaker: the training image.")
-@click.option("--image-python", default=None, metavar="3.NN", help="sagemaker: its Python.")
+@image_options
 @stack_option
 @pass_session
 def tune_command(session: Session, job: str, backend: str, max_trials: int, objective: str,
