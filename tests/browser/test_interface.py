@@ -428,6 +428,7 @@ def test_an_empty_chat_message_is_not_sent(page):
     for empty in ("", "   "):
         box.fill(empty)
         box.press("Enter")
+    page.get_by_text("Type a message first.").first.wait_for()  # the hint, not a reply
     box.fill("Where is Will?")
     box.press("Enter")
     page.wait_for_function(_REPLY_DONE, timeout=120_000)
