@@ -109,6 +109,24 @@ def test_streaming_chat_from_the_trained_adapter(trained):
     assert again[-1] == parts[-1]  # greedy decoding is deterministic
 
 
+def test_batched_replies_share_the_prompt_prefix_and_equal_each_reply_alone(trained):
+    ctx, _, _ = trained
+    model, tokenizer, info = artifacts.load(ctx.output_dir)
+    chat = ModelChat(model.eval(), tokenizer, info.max_context)
+    users = ["Mike: Are you okay?", "Will: Where is the gate? Tell me now.", "Dustin: Eggos?"]
+    conversations = [
+        [{"role": "system", "content": info.system_prompt}, {"role": "user", "content": u}]
+        for u in users
+    ]
+    batched = chat.replies(conversations, max_new_tokens=10, name="Eleven")
+    alone = [
+        list(chat.stream(c, max_new_tokens=10, temperature=0.0, name="Eleven"))[-1]
+        for c in conversations
+    ]  # stock generate on one unpadded prompt: the truth the shared cache must match
+    assert batched == alone
+    assert chat.replies(conversations[:1], max_new_tokens=10, name="Eleven") == alone[:1]
+
+
 def test_history_is_trimmed_to_the_context_window(trained):
     ctx, _, _ = trained
     _, tokenizer, _ = artifacts.load(ctx.output_dir)

@@ -42,6 +42,7 @@ from stnlp.plugins.chatbot.data import (
 )
 from stnlp.plugins.chatbot.loss import causal_lm
 from stnlp.plugins.chatbot.offline import OfflineResponder
+from stnlp.plugins.chatbot.packing import common_prefix_length
 from stnlp.runtime.data import SAMPLE_DIR
 
 log = logging.getLogger(__name__)
@@ -205,28 +206,53 @@ class ModelChat:
         self,
         conversations: Sequence[list[dict]],
         max_new_tokens: int = 32,
-        batch_size: int = 16,
+        batch_size: int = 24,
         name: str = "",
     ) -> list[str]:
-        """Greedy replies to many conversations, ``batch_size`` at a time (left-padded)."""
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+        """Greedy replies to many conversations, ``batch_size`` at a time (left-padded).
+
+        A batch's common prompt prefix (the character's system prompt) is computed once and its
+        key/value cache shared by every conversation of the batch (:meth:`_batch`).
+        """
+        prompts = [
+            self.tokenizer(self._prompt(m, max_new_tokens), add_special_tokens=False)["input_ids"]
+            for m in conversations
+        ]
         out: list[str] = []
-        try:
-            for start in range(0, len(conversations), batch_size):
-                texts = [
-                    self._prompt(m, max_new_tokens)
-                    for m in conversations[start : start + batch_size]
-                ]
-                inputs = self.tokenizer(
-                    texts, add_special_tokens=False, padding=True, return_tensors="pt"
-                ).to(self.model.device)
-                ids = self.model.generate(**inputs, **self._common(max_new_tokens), do_sample=False)
-                new = ids[:, inputs["input_ids"].shape[1] :]
-                decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-                out += [clean_reply(text, name) for text in decoded]
-        finally:
-            self.tokenizer.padding_side = side
+        for start in range(0, len(prompts), batch_size):
+            new = self._batch(prompts[start : start + batch_size], max_new_tokens)
+            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            out += [clean_reply(text, name) for text in decoded]
         return out
+
+    def _batch(self, prompts: list[list[int]], max_new_tokens: int) -> torch.Tensor:
+        """The new tokens of greedy replies to ``prompts`` (token ids), one row each.
+
+        Rows are ``shared prefix + padding + own suffix``: the prefix's cache is computed once
+        and repeated over the rows, the attention mask hides the padding, and positions count
+        real tokens only, so each row is decoded as if it were alone.
+        """
+        # each row keeps its last token: generation starts from one the cache has not seen
+        limit = min(len(p) for p in prompts) - 1
+        shared = common_prefix_length(prompts, limit) if len(prompts) > 1 else 0
+        width = max(len(p) for p in prompts)
+        pad = self._common(max_new_tokens)["pad_token_id"]
+        ids = [p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in prompts]
+        mask = [[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in prompts]
+        device = self.model.device
+        inputs = {
+            "input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+        }
+        if shared:
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            self.model(input_ids=inputs["input_ids"][:1, :shared], past_key_values=cache)
+            cache.batch_repeat_interleave(len(prompts))
+            inputs["past_key_values"] = cache
+        generated = self.model.generate(**inputs, **self._common(max_new_tokens), do_sample=False)
+        return generated[:, width:]
 
 
 def for_generation(model):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from stnlp.plugins.chatbot.packing import IGNORE, collate, model_inputs, pack
+from stnlp.plugins.chatbot.packing import IGNORE, collate, model_inputs, pack, shares_prefix
 
 
 def causal_lm(model):
@@ -49,12 +49,14 @@ def loss_sum(model, batch: dict, chunk_tokens: int = 4096) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def held_out_loss(model, samples, budget: int, device, max_length: int | None = None) -> float:
-    """Mean loss per target token over ``samples`` (nan when there are none)."""
+    """Mean loss per target token over ``samples`` (nan when there are none); their shared
+    prefix is computed once per batch where :func:`shares_prefix` allows."""
     was_training = model.training
     model.eval()
+    share = shares_prefix(model)
     total, count = 0.0, 0
-    for batch in pack(samples, budget):
-        loss, n = loss_sum(model, collate(batch, device, max_length))
+    for batch in pack(samples, budget, share):
+        loss, n = loss_sum(model, collate(batch, device, max_length, share))
         total, count = total + loss.item(), count + n
     model.train(was_training)
     return total / count if count else float("nan")

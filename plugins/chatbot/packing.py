@@ -6,12 +6,19 @@ begin, so no token attends to another sample. Attention goes through :func:`varl
 registered with transformers as ``"stnlp_varlen"``: on CUDA it calls PyTorch's flash-attention
 varlen kernel (``torch.nn.attention.varlen``); elsewhere it runs exact causal SDPA per sample.
 Targets are shifted here, so a sample's last token never learns to predict the next sample.
+
+With ``share_prefix`` the samples' common leading tokens (a character's samples all open with
+the same system prompt, about half of each sample) are laid down once at the head of the row,
+and every sample attends to them before its own tokens: the same loss and gradients as the
+samples laid end to end, for far fewer tokens. Wherever the attention runs per sample (a CPU)
+this is the cheaper row; the flash-attention kernel cannot attend across samples, so it is
+off there (:func:`shares_prefix`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,10 +51,45 @@ class Sample:
         return len(self.input_ids)
 
 
-def pack(samples: Sequence[Sample], budget: int) -> list[list[Sample]]:
+def shared_prefix_length(samples: Sequence[Sample]) -> int:
+    """How many leading tokens every sample shares, short of each one's first target: a shared
+    token never carries a target, and each sample keeps at least one token of its own."""
+    if len(samples) < 2:
+        return 0
+    limit = min(_first_target(s) for s in samples) - 1
+    return common_prefix_length([s.input_ids for s in samples], limit)
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int) -> int:
+    """How many leading tokens all ``sequences`` share, at most ``limit``."""
+    first, length = sequences[0], 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length
+
+
+def _first_target(sample: Sample) -> int:
+    """The index of ``sample``'s first label that is a target (its length if none is)."""
+    return next((i for i, label in enumerate(sample.labels) if label != IGNORE), len(sample))
+
+
+def shares_prefix(model) -> bool:
+    """Whether packed rows for ``model`` may share their samples' common prefix: only through
+    :func:`varlen_attention` (stock attention would let the samples see each other), and not
+    where it runs the flash-attention varlen kernel (CUDA in half precision)."""
+    if model.config._attn_implementation != ATTENTION:
+        return False
+    weight = next(model.parameters())
+    flash = weight.is_cuda and weight.dtype in (torch.float16, torch.bfloat16)
+    return not (flash and _varlen_attn is not None)
+
+
+def pack(samples: Sequence[Sample], budget: int, share_prefix: bool = False) -> list[list[Sample]]:
     """Group samples in order into batches of at most ``budget`` tokens (first fit, longest first).
 
-    A sample longer than the budget is an error naming its length: it cannot fit any batch.
+    With ``share_prefix`` a batch's cost is the samples' common prefix once plus the rest of
+    each sample (as :func:`collate` lays them). A sample longer than the budget is an error
+    naming its length: it cannot fit any batch.
     """
     too_long = [len(s) for s in samples if len(s) > budget]
     if too_long:
@@ -55,13 +97,15 @@ def pack(samples: Sequence[Sample], budget: int) -> list[list[Sample]]:
             f"a sample of {max(too_long)} tokens exceeds tokens_per_step={budget}; "
             "raise tokens_per_step or lower max_sample_tokens"
         )
+    shared = shared_prefix_length(samples) if share_prefix else 0
     batches: list[list[Sample]] = []
     room: list[int] = []
     for sample in sorted(samples, key=len, reverse=True):
+        cost = len(sample) - shared
         for index, free in enumerate(room):
-            if len(sample) <= free:
+            if cost <= free:
                 batches[index].append(sample)
-                room[index] -= len(sample)
+                room[index] -= cost
                 break
         else:
             batches.append([sample])
@@ -70,22 +114,28 @@ def pack(samples: Sequence[Sample], budget: int) -> list[list[Sample]]:
 
 
 def collate(
-    batch: Iterable[Sample], device: torch.device | str = "cpu", max_length: int | None = None
+    batch: Sequence[Sample],
+    device: torch.device | str = "cpu",
+    max_length: int | None = None,
+    share_prefix: bool = False,
 ) -> dict[str, object]:
     """One packed row: ``input_ids``, ``position_ids``, shifted ``targets`` and varlen metadata.
 
     ``max_length`` fixes the reported longest sample (an upper bound is fine for the kernel), so
-    a compiled model sees the same value every step.
+    a compiled model sees the same value every step. With ``share_prefix`` the samples' common
+    prefix (:func:`shared_prefix_length`) comes first, once, as segment 0, and
+    ``shared_prefix`` gives its length to :func:`varlen_attention`.
     """
-    ids: list[int] = []
-    positions: list[int] = []
-    targets: list[int] = []
-    bounds = [0]
+    shared = shared_prefix_length(batch) if share_prefix else 0
+    ids: list[int] = list(batch[0].input_ids[:shared]) if shared else []
+    positions: list[int] = list(range(shared))
+    targets: list[int] = [IGNORE] * shared
+    bounds = [0, shared] if shared else [0]
     for sample in batch:
-        ids += sample.input_ids
-        positions += range(len(sample))
-        targets += [*sample.labels[1:], IGNORE]
-        bounds.append(bounds[-1] + len(sample))
+        ids += sample.input_ids[shared:]
+        positions += range(shared, len(sample))
+        targets += [*sample.labels[shared + 1 :], IGNORE]
+        bounds.append(bounds[-1] + len(sample) - shared)
     lengths = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
 
     def tensor(values, dtype=torch.long):
@@ -99,6 +149,7 @@ def collate(
         "cu_seq_lens_k": tensor(bounds, torch.int32),
         "max_length_q": max_length or max(lengths),
         "max_length_k": max_length or max(lengths),
+        **({"shared_prefix": shared} if shared else {}),
     }
 
 
@@ -113,6 +164,24 @@ def _per_sample_sdpa(q, k, v, bounds: list[int], scaling: float | None) -> torch
         qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
         out = F.scaled_dot_product_attention(
             qs, ks, vs, is_causal=True, scale=scaling, enable_gqa=ks.shape[0] != qs.shape[0]
+        )
+        outputs.append(out.transpose(0, 1))
+    return torch.cat(outputs)
+
+
+def _shared_prefix_sdpa(q, k, v, bounds: list[int], scaling: float | None) -> torch.Tensor:
+    """Segment 0 (the shared prefix) causal on itself; every later segment attends to the
+    whole prefix and causally to its own tokens."""
+    shared = bounds[1]
+    outputs = [_per_sample_sdpa(q, k, v, bounds[:2], scaling)]
+    for start, end in zip(bounds[1:], bounds[2:], strict=False):
+        length = end - start
+        qs = q[start:end].transpose(0, 1)
+        ks, vs = (torch.cat([t[:shared], t[start:end]]).transpose(0, 1) for t in (k, v))
+        mask = torch.ones(length, shared + length, dtype=torch.bool, device=q.device)
+        mask[:, shared:] = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        out = F.scaled_dot_product_attention(
+            qs, ks, vs, attn_mask=mask, scale=scaling, enable_gqa=ks.shape[0] != qs.shape[0]
         )
         outputs.append(out.transpose(0, 1))
     return torch.cat(outputs)
@@ -137,8 +206,9 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     """Causal attention inside each packed sample (transformers attention-function signature).
 
     ``query``/``key``/``value`` are ``(1, heads, tokens, head_dim)``; ``cu_seq_lens_q`` and
-    ``max_length_q`` come from :func:`collate`. Without them (e.g. generation) the whole row
-    is one sample. Returns ``(output (1, tokens, heads, head_dim), None)``.
+    ``max_length_q`` come from :func:`collate`, and ``shared_prefix`` where the row begins
+    with the samples' shared prefix. Without them (e.g. generation) the whole row is one
+    sample. Returns ``(output (1, tokens, heads, head_dim), None)``.
     """
     if query.shape[0] != 1:
         raise ValueError(f"{ATTENTION} attention expects one packed row, got {query.shape[0]}")
@@ -148,7 +218,9 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
         cu = torch.tensor([0, tokens], dtype=torch.int32, device=query.device)
     max_len = int(kw.get("max_length_q") or tokens)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
-    if q.is_cuda and _varlen_attn is not None and q.dtype in (torch.float16, torch.bfloat16):
+    if kw.get("shared_prefix"):
+        out = _shared_prefix_sdpa(q, k, v, cu.tolist(), scaling)
+    elif q.is_cuda and _varlen_attn is not None and q.dtype in (torch.float16, torch.bfloat16):
         out = _flash_varlen(q, k, v, cu, max_len, scaling)
     else:
         out = _per_sample_sdpa(q, k, v, cu.tolist(), scaling)

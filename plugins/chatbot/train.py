@@ -30,7 +30,7 @@ from stnlp.plugins.chatbot.data import encode_all, load_split
 from stnlp.plugins.chatbot.fit import fit_tokens, prepare_allocator
 from stnlp.plugins.chatbot.loss import causal_lm, loss_sum
 from stnlp.plugins.chatbot.offline import OfflineResponder
-from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack
+from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack, shares_prefix
 from stnlp.runtime.baseline import HELDOUT, heldout_record
 from stnlp.runtime.logs import event
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
@@ -196,7 +196,8 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         loss_sum(model, batch)[0].backward()
 
     fit = fit_tokens(model, probe, int(p["tokens_per_step"]), device)
-    micro = pack(train_samples, fit.tokens)
+    share = shares_prefix(model)  # the samples' common system prompt, once per row
+    micro = pack(train_samples, fit.tokens, share)
     accumulate = max(1, int(p["tokens_per_step"]) // fit.tokens)
     per_epoch = math.ceil(len(micro) / accumulate)
     total_steps = per_epoch * int(p["epochs"])
@@ -223,7 +224,7 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
             chosen = order[index * accumulate : (index + 1) * accumulate]
             started = time.perf_counter()
             train_loss, tokens = optimizer_step(
-                model, optimizer, [collate(micro[i], device, fixed) for i in chosen]
+                model, optimizer, [collate(micro[i], device, fixed, share) for i in chosen]
             )
             rate = tokens / (time.perf_counter() - started)
             step += 1
