@@ -43,7 +43,7 @@ import torch
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
 from stnlp.plugins.classifier import static_encoder
-from stnlp.plugins.classifier.onnx_encoder import theme_encoder
+from stnlp.plugins.classifier.onnx_encoder import ENCODER_KINDS, theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from stnlp.plugins.classifier.theme_scores import score_corpus
 from stnlp.plugins.classifier.themes import (
@@ -55,6 +55,8 @@ from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
 from stnlp.runtime.encoder import minilm_path, quiet_transformers, shared_encoder
 
 THEMES = list(DEFAULT_THEMES)
+VARIANTS = {"repeated": False, "distinct": True}
+"""Corpus variant -> whether each caption's words are shuffled."""
 
 
 def distilbart_mnli_shaped(tokenizer) -> BartForSequenceClassification:
@@ -177,6 +179,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=34)
     parser.add_argument("--lines", type=int, default=40_000)
     parser.add_argument("--fit-calibration", action="store_true")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        choices=ENCODER_KINDS,
+        default=["onnx", "torch", "static"],
+        help="timed in this order; onnx is the fidelity reference",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,10 +208,11 @@ def main() -> None:
     if args.nli_sentences:
         run_nli(sentences[: args.nli_sentences], results)
 
-    scorers = {"onnx": EmbeddingThemeScorer(theme_encoder("onnx")), "torch": embedding,
-               "static": EmbeddingThemeScorer(theme_encoder("static"))}  # fmt: skip
-    for variant, shuffle in (("repeated", False), ("distinct", True)):
-        captions = synthetic_captions(args.episodes, args.lines, shuffle)
+    kinds = list(dict.fromkeys([*args.encoders, "onnx"]))
+    scorers = {k: embedding if k == "torch" else EmbeddingThemeScorer(theme_encoder(k))
+               for k in kinds}  # fmt: skip
+    for variant in args.variants:
+        captions = synthetic_captions(args.episodes, args.lines, VARIANTS[variant])
         episodes = episodes_from_captions(captions)
         n = sum(len(e.sentences) for e in episodes)
         distinct = len({s for e in episodes for s in e.sentences})
@@ -215,7 +226,9 @@ def main() -> None:
             row[f"{name}_seconds"] = round(seconds, 2)
             row[f"{name}_load_after"] = os.getloadavg()
             print(f"corpus {variant} {name}", round(seconds, 2), os.getloadavg(), flush=True)
-        row["fidelity"] = {n: fidelity(scored[n], scored["onnx"]) for n in ("torch", "static")}
+            if args.json:  # what is measured so far survives a stopped run
+                args.json.write_text(json.dumps({**results, variant: row}, indent=1))
+        row["fidelity"] = {n: fidelity(scored[n], scored["onnx"]) for n in kinds if n != "onnx"}
         row["windows"] = len(scored["onnx"].per_window)
         results[f"corpus_{variant}"] = row
         print(f"corpus {variant}", row, flush=True)
