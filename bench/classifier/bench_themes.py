@@ -22,7 +22,7 @@ Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
   largest difference of any episode's theme score, how many episodes keep their top and their
   most distinctive theme, and how many sentences vote the same way;
 - ``static_sample``: the static encoder's sentence embeddings of the distinct sample sentences
-  against fp32's (mean and min cosine), and the calibration :data:`CALIBRATION` would get from
+  against fp32's (mean and min cosine), and the ``calibration`` they would get from
   them (``--fit-calibration`` prints it and stops: the mean and standard deviation of every
   sentence x theme cosine matched to fp32's).
 
@@ -42,7 +42,6 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
-from stnlp.plugins.classifier import static_encoder
 from stnlp.plugins.classifier.onnx_encoder import ENCODER_KINDS, theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from stnlp.plugins.classifier.theme_scores import score_corpus
@@ -139,7 +138,7 @@ def run_nli(subset: list[str], results: dict) -> None:
 def static_fidelity(sentences: list[str]) -> dict:
     """The static encoder against ONNX Runtime fp32 on ``sentences``: cosines of the sentence
     embeddings, and the linear map matching the static similarities' mean and standard
-    deviation to fp32's (the calibration; the static similarities before :data:`CALIBRATION`)."""
+    deviation to fp32's (the calibration; the static similarities before ``calibration``)."""
     exact, static = theme_encoder("onnx"), theme_encoder("static")
     reference = exact.encode(sentences)
     vectors, seconds = timed(lambda: static.encode(sentences))
@@ -152,7 +151,7 @@ def static_fidelity(sentences: list[str]) -> dict:
             "cosine_mean": round(float(cosine.mean()), 4),
             "cosine_min": round(float(cosine.min()), 4),
             "fitted_calibration": [round(scale, 4), round(shift, 4)],
-            "calibration_in_use": list(static_encoder.CALIBRATION)}  # fmt: skip
+            "calibration_in_use": list(static.calibration)}  # fmt: skip
 
 
 def fidelity(result, reference) -> dict:

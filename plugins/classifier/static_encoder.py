@@ -18,11 +18,20 @@ frequency from there); punctuation and single characters, below it, weigh as ran
 none, ``log(1 + rank)``, ``rank / (rank + k)`` and ``sqrt(rank)``, the last agreed best with
 the fp32 encoder on the sample sentences (docs/benchmarks.md).
 
+Trained (:data:`TRAINED_PATH`, shipped with the package; ``bench/classifier/train_static.py``
+makes it, seeded, in about a minute on one core): Model2Vec's "tokenlearn" step on the sample
+data (never ``data/eval``): a linear map of every distilled vector plus a correction of the
+1,443 tokens the training sentences use, fitted so that the sentence vectors regress fp32
+MiniLM's (cosine loss, and the cosines with the default theme descriptions). Tokens training
+never saw keep their distilled vector under the map. ``trained=None`` gives the distilled
+vectors alone.
+
 Theme descriptions are few: they are embedded by the full MiniLM (:attr:`queries`), whose
 cosines with static sentence vectors follow fp32's far better than static descriptions do.
 Those cosines spread differently from fp32's, so :meth:`StaticSentenceEncoder.calibrate` maps
 them linearly onto the fp32 scale (:data:`CALIBRATION`: the mean and standard deviation of
-every sample sentence x default theme cosine matched to fp32's, fitted once by
+every sample sentence x default theme cosine matched to fp32's: the trained file carries the
+fit on its training sentences; for the distilled vectors it is :data:`CALIBRATION`, fitted by
 ``bench/classifier/bench_themes.py --fit-calibration``) before the theme threshold and softmax
 see them.
 """
@@ -47,7 +56,10 @@ Progress = Callable[[int], None] | None
 FIRST_WORD = "the"
 """The first whole word of BERT's WordPiece vocabulary; ranks count from it."""
 CALIBRATION = (1.153, -0.1152)
-"""``(scale, shift)``: fp32 cosine ~ scale * static cosine + shift on the sample sentences."""
+"""``(scale, shift)``: fp32 cosine ~ scale * static cosine + shift on the sample sentences
+(the distilled vectors alone; a trained file carries its own)."""
+TRAINED_PATH = Path(__file__).with_name("static_minilm.npz")
+"""Token vectors trained to regress fp32 sentence embeddings (bench/classifier/train_static.py)."""
 
 
 def cache_folder() -> Path:
@@ -134,17 +146,35 @@ class TokenTable:
 class StaticSentenceEncoder:
     """Weighted means of per-token MiniLM vectors, normalised (same interface as the others)."""
 
-    def __init__(self, encoder: SentenceEncoder, queries=None, folder: Path | None = None):
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        queries=None,
+        folder: Path | None = None,
+        trained: Path | None = TRAINED_PATH,
+    ):
         self.queries = queries or encoder
         """What embeds the theme descriptions: the full MiniLM (ONNX Runtime or torch)."""
         digest = weights_digest(encoder)
         self.table = TokenTable(encoder, (folder or cache_folder()) / f"minilm-{digest}.npz")
+        self.matrix: torch.Tensor | None = None
+        """The trained linear map of every distilled vector (None: the distilled ones)."""
+        self.deltas = torch.zeros(len(encoder.tokenizer), encoder.dim)
+        """The trained corrections of the vectors of the tokens training saw (else 0)."""
+        self.calibration, kind = CALIBRATION, "sqrt-rank"
+        if trained is not None and trained.exists():
+            with np.load(trained, allow_pickle=False) as data:
+                self.matrix = torch.from_numpy(data["matrix"].astype(np.float32))
+                ids = torch.from_numpy(data["ids"].astype(np.int64))
+                self.deltas[ids] = torch.from_numpy(data["deltas"].astype(np.float32))
+                self.calibration = tuple(float(x) for x in data["calibration"])
+            kind = f"trained-{hashlib.sha256(trained.read_bytes()).hexdigest()[:8]}"
         self.tokenizer = encoder.tokenizer
         self.max_length = encoder.max_length
         self.weights = torch.from_numpy(token_weights(encoder.tokenizer))
         self.dim = encoder.dim
-        scale, shift = CALIBRATION
-        self.name = f"{encoder.name} (static:sqrt-rank:cal={scale:.4f},{shift:.4f})"
+        scale, shift = self.calibration
+        self.name = f"{encoder.name} (static:{kind}:cal={scale:.4f},{shift:.4f})"
 
     def encode(self, texts: Sequence[str], batch_size: int = 4096, progress: Progress = None):
         """Embed ``texts`` as a ``(len(texts), dim)`` tensor of unit vectors; a text with no
@@ -159,17 +189,22 @@ class StaticSentenceEncoder:
             self.table.ensure(flat)
             lengths = torch.tensor([len(row) for row in ids], dtype=torch.long)
             flat_ids = torch.from_numpy(flat)
+            offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+            weights = self.weights[flat_ids]
             pooled = torch.nn.functional.embedding_bag(
-                flat_ids, torch.from_numpy(self.table.vectors),
-                torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]]),
-                mode="sum", per_sample_weights=self.weights[flat_ids],
+                flat_ids, torch.from_numpy(self.table.vectors), offsets,
+                mode="sum", per_sample_weights=weights,
             )  # fmt: skip
+            if self.matrix is not None:
+                pooled = pooled @ self.matrix.T + torch.nn.functional.embedding_bag(
+                    flat_ids, self.deltas, offsets, mode="sum", per_sample_weights=weights
+                )  # fmt: skip
             out[start : start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1)
             if progress is not None:
                 progress(len(batch))
         return out
 
     def calibrate(self, similarity: torch.Tensor) -> torch.Tensor:
-        """Static cosines mapped onto the fp32 encoder's scale (:data:`CALIBRATION`)."""
-        scale, shift = CALIBRATION
+        """Static cosines mapped onto the fp32 encoder's scale (:attr:`calibration`)."""
+        scale, shift = self.calibration
         return similarity * scale + shift
