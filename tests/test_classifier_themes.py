@@ -274,7 +274,7 @@ def test_the_onnx_encoder_gives_the_torch_encoders_embeddings():
     fast = theme_encoder("onnx").encode(texts)
     exact = shared_encoder().encode(texts)
     assert (fast * exact).sum(dim=1).min() > 0.9999
-    with pytest.raises(UserError, match="theme encoder must be"):
+    with pytest.raises(UserError, match="theme encoder must be one of"):
         theme_encoder("int4")
 
 

@@ -1,6 +1,8 @@
 """Benchmark: do per-episode themes discriminate? Against the hand-labelled theme scenes.
 
-Measured for each ``min_similarity`` (0 is the old method: every sentence a full vote):
+Measured for each encoder (``--encoders``: ONNX Runtime fp32, the default, and the static one
+distilled from MiniLM) and each ``min_similarity`` (0 is the old method: every sentence a full
+vote; the static encoder's similarities are calibrated onto fp32's scale first):
 
 - ``scenes``: on ``data/eval/theme_scenes.jsonl`` (44 scenes, 6-8 lines each), how often a
   scene's top theme (the mean of its lines' scores) is its labelled ``primary`` theme, and how
@@ -29,11 +31,11 @@ from pathlib import Path
 
 import torch
 
+from stnlp.plugins.classifier.onnx_encoder import ENCODER_KINDS, theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer
 from stnlp.plugins.classifier.theme_scores import score_corpus
 from stnlp.plugins.classifier.themes import DEFAULT_THEMES, Episode, episodes_from_captions
 from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
-from stnlp.runtime.encoder import shared_encoder
 
 THEMES = list(DEFAULT_THEMES)
 SCENES = Path(__file__).resolve().parents[2] / "data" / "eval" / "theme_scenes.jsonl"
@@ -96,10 +98,13 @@ def measure(scorer, scenes, episodes, sample) -> dict:
 
 
 class Memo:
-    """An encoder that embeds each distinct text once across the thresholds."""
+    """An encoder that embeds each distinct text once across the thresholds (what embeds
+    the theme descriptions, and the calibration, are the wrapped encoder's)."""
 
     def __init__(self, encoder):
         self.encoder, self.name, self.dim, self.seen = encoder, encoder.name, encoder.dim, {}
+        self.queries = getattr(encoder, "queries", encoder)
+        self.calibrate = getattr(encoder, "calibrate", None)
 
     def encode(self, texts, batch_size=64, progress=None):
         new = [t for t in dict.fromkeys(texts) if t not in self.seen]
@@ -112,6 +117,7 @@ def main() -> None:
     """Measure each threshold and print (and optionally save) the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.1, 0.15, 0.2, 0.25])
+    parser.add_argument("--encoders", nargs="+", choices=ENCODER_KINDS, default=["onnx", "static"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -120,16 +126,13 @@ def main() -> None:
     short = sorted({s for e in sample for s in e.sentences if len(s.split()) <= 3})
     episodes = made_up_episodes(scenes, short)
     results = {"load_before": os.getloadavg(), "short_lines": len(short)}
-    encoder = Memo(shared_encoder())
-    for threshold in args.thresholds:
-        scorer = EmbeddingThemeScorer(encoder, min_similarity=threshold)
-        results[f"min_similarity={threshold}"] = measure(scorer, scenes, episodes, sample)
-        print(
-            threshold,
-            json.dumps(results[f"min_similarity={threshold}"]),
-            flush=True,
-            file=sys.stderr,
-        )
+    for kind in args.encoders:
+        encoder = Memo(theme_encoder(kind))
+        for threshold in args.thresholds:
+            scorer = EmbeddingThemeScorer(encoder, min_similarity=threshold)
+            key = f"{kind}:min_similarity={threshold}"
+            results[key] = measure(scorer, scenes, episodes, sample)
+            print(key, json.dumps(results[key]), os.getloadavg(), flush=True, file=sys.stderr)
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -17,9 +17,14 @@ Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
   from the sample captions, twice: ``repeated`` (sample lines cycled as they are, so repeats
   are embedded once) and ``distinct`` (each line's words shuffled with a seeded RNG, so nearly
   every sentence is new: the worst case). Each corpus is scored side by side in one run by the
-  ONNX Runtime encoder (the default) and the torch fp32 encoder, with their fidelity: the
-  largest difference of any episode's theme score, how many episodes keep their top theme,
-  and whether the same sentences vote.
+  ONNX Runtime encoder (the default), the torch fp32 encoder and the static encoder distilled
+  from MiniLM (``encoder=static``), each with its fidelity against ONNX Runtime fp32: the
+  largest difference of any episode's theme score, how many episodes keep their top and their
+  most distinctive theme, and how many sentences vote the same way;
+- ``static_sample``: the static encoder's sentence embeddings of the distinct sample sentences
+  against fp32's (mean and min cosine), and the ``calibration`` they would get from
+  them (``--fit-calibration`` prints it and stops: the mean and standard deviation of every
+  sentence x theme cosine matched to fp32's).
 
 Run: ``.venv/bin/python bench/classifier/bench_themes.py`` (add ``--json out.json``).
 """
@@ -37,14 +42,20 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
-from stnlp.plugins.classifier.onnx_encoder import theme_encoder
+from stnlp.plugins.classifier.onnx_encoder import ENCODER_KINDS, theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer, NliThemeScorer
 from stnlp.plugins.classifier.theme_scores import score_corpus
-from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
+from stnlp.plugins.classifier.themes import (
+    DEFAULT_THEMES,
+    episodes_from_captions,
+    theme_descriptions,
+)
 from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
 from stnlp.runtime.encoder import minilm_path, quiet_transformers, shared_encoder
 
 THEMES = list(DEFAULT_THEMES)
+VARIANTS = {"repeated": False, "distinct": True}
+"""Corpus variant -> whether each caption's words are shuffled."""
 
 
 def distilbart_mnli_shaped(tokenizer) -> BartForSequenceClassification:
@@ -124,13 +135,57 @@ def run_nli(subset: list[str], results: dict) -> None:
     print("nli", results["nli"], "speedup", results["speedup"], flush=True)
 
 
+def static_fidelity(sentences: list[str]) -> dict:
+    """The static encoder against ONNX Runtime fp32 on ``sentences``: cosines of the sentence
+    embeddings, and the linear map matching the static similarities' mean and standard
+    deviation to fp32's (the calibration; the static similarities before ``calibration``)."""
+    exact, static = theme_encoder("onnx"), theme_encoder("static")
+    reference = exact.encode(sentences)
+    vectors, seconds = timed(lambda: static.encode(sentences))
+    cosine = (reference * vectors).sum(dim=1)
+    themes = exact.encode(theme_descriptions(THEMES))
+    target, raw = (reference @ themes.T).flatten(), (vectors @ themes.T).flatten()
+    scale = float(target.std() / raw.std())
+    shift = float(target.mean() - scale * raw.mean())
+    return {"sentences": len(sentences), "seconds": round(seconds, 2),
+            "cosine_mean": round(float(cosine.mean()), 4),
+            "cosine_min": round(float(cosine.min()), 4),
+            "fitted_calibration": [round(scale, 4), round(shift, 4)],
+            "calibration_in_use": list(static.calibration)}  # fmt: skip
+
+
+def fidelity(result, reference) -> dict:
+    """How close ``result``'s theme scores are to ``reference``'s (ONNX Runtime fp32)."""
+    scores, exact = result.per_episode[THEMES], reference.per_episode[THEMES]
+    votes = result.per_episode["relevant"] - reference.per_episode["relevant"]
+    return {
+        "max_abs_episode_score_diff": float((scores - exact).abs().max().max()),
+        "same_top_theme_episodes": int((scores.idxmax(axis=1) == exact.idxmax(axis=1)).sum()),
+        "same_distinctive_theme_episodes": int(
+            (result.distinctive.idxmax(axis=1) == reference.distinctive.idxmax(axis=1)).sum()
+        ),
+        "relevant_sentences": int(result.per_episode["relevant"].sum()),
+        "reference_relevant_sentences": int(reference.per_episode["relevant"].sum()),
+        "max_abs_episode_relevant_diff": int(votes.abs().max()),
+    }
+
+
 def main() -> None:
-    """Run the three measurements and print (and optionally save) the results."""
+    """Run the measurements and print (and optionally save) the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nli-sentences", type=int, default=200)
     parser.add_argument("--episodes", type=int, default=34)
     parser.add_argument("--lines", type=int, default=40_000)
+    parser.add_argument("--fit-calibration", action="store_true")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        choices=ENCODER_KINDS,
+        default=["onnx", "torch", "static"],
+        help="timed in this order; onnx is the fidelity reference",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -138,6 +193,10 @@ def main() -> None:
 
     sample = episodes_from_captions(load_subtitles(SAMPLE_DIR / "subtitles").records)
     sentences = list(dict.fromkeys(s for e in sample for s in e.sentences))
+    results["static_sample"] = static_fidelity(sentences)
+    print("static_sample", results["static_sample"], flush=True)
+    if args.fit_calibration:
+        return
     embedding = EmbeddingThemeScorer(shared_encoder())
     embedding.score(sentences[:64], THEMES)  # warm-up
     _, seconds = timed(lambda: embedding.score(sentences, THEMES))
@@ -148,37 +207,28 @@ def main() -> None:
     if args.nli_sentences:
         run_nli(sentences[: args.nli_sentences], results)
 
-    fast = EmbeddingThemeScorer(theme_encoder("onnx"))
-    for variant, shuffle in (("repeated", False), ("distinct", True)):
-        captions = synthetic_captions(args.episodes, args.lines, shuffle)
+    kinds = list(dict.fromkeys([*args.encoders, "onnx"]))
+    scorers = {k: embedding if k == "torch" else EmbeddingThemeScorer(theme_encoder(k))
+               for k in kinds}  # fmt: skip
+    for variant in args.variants:
+        captions = synthetic_captions(args.episodes, args.lines, VARIANTS[variant])
         episodes = episodes_from_captions(captions)
         n = sum(len(e.sentences) for e in episodes)
         distinct = len({s for e in episodes for s in e.sentences})
         row = {"episodes": len(episodes), "lines": len(captions), "sentences": n,
                "distinct_sentences": distinct, "load_before": os.getloadavg()}  # fmt: skip
         scored = {}
-        for name, scorer in (("onnx", fast), ("torch", embedding)):
+        for name, scorer in scorers.items():
             scored[name], seconds = timed(
                 lambda eps=episodes, sc=scorer: score_corpus(eps, THEMES, sc, 20)
             )
             row[f"{name}_seconds"] = round(seconds, 2)
+            row[f"{name}_load_after"] = os.getloadavg()
             print(f"corpus {variant} {name}", round(seconds, 2), os.getloadavg(), flush=True)
-        onnx, torch_result = scored["onnx"], scored["torch"]
-        row["fidelity"] = {
-            "max_abs_episode_score_diff": float(
-                (onnx.per_episode[THEMES] - torch_result.per_episode[THEMES]).abs().max().max()
-            ),
-            "same_top_theme_episodes": int(
-                (
-                    onnx.per_episode[THEMES].idxmax(axis=1)
-                    == torch_result.per_episode[THEMES].idxmax(axis=1)
-                ).sum()
-            ),  # fmt: skip
-            "same_relevant_sentences": int(onnx.per_episode["relevant"].sum())
-            == int(torch_result.per_episode["relevant"].sum()),
-        }
-        row["windows"] = len(onnx.per_window)
-        row["load_after"] = os.getloadavg()
+            if args.json:  # what is measured so far survives a stopped run
+                args.json.write_text(json.dumps({**results, variant: row}, indent=1))
+        row["fidelity"] = {n: fidelity(scored[n], scored["onnx"]) for n in kinds if n != "onnx"}
+        row["windows"] = len(scored["onnx"].per_window)
         results[f"corpus_{variant}"] = row
         print(f"corpus {variant}", row, flush=True)
     results["load_after"] = os.getloadavg()

@@ -104,19 +104,30 @@ class OnnxSentenceEncoder:
 
 
 _ENCODERS: dict[str, object] = {}
+ENCODER_KINDS = ("onnx", "torch", "static")
 
 
 def theme_encoder(kind: str = "onnx"):
-    """The encoder themes are scored with: ``onnx`` (default, falls back to ``torch`` when
-    onnxruntime is not installed) or ``torch``; one per kind per process."""
-    if kind not in ("onnx", "torch"):
+    """The encoder themes are scored with, one per kind per process: ``onnx`` (default; falls
+    back to ``torch`` when onnxruntime is not installed), ``torch``, or ``static``
+    (:class:`stnlp.plugins.classifier.static_encoder.StaticSentenceEncoder`, its theme
+    descriptions embedded by the ``onnx`` one)."""
+    if kind not in ENCODER_KINDS:
         from stnlp.common.errors import UserError
 
-        raise UserError(f"theme encoder must be 'onnx' or 'torch', got {kind!r}")
+        valid = ", ".join(repr(k) for k in ENCODER_KINDS)
+        raise UserError(f"theme encoder must be one of {valid}; got {kind!r}")
     if kind not in _ENCODERS:
         base = shared_encoder()
-        try:
-            _ENCODERS[kind] = OnnxSentenceEncoder(base) if kind == "onnx" else base
-        except ImportError:
+        if kind == "static":
+            from stnlp.plugins.classifier.static_encoder import StaticSentenceEncoder
+
+            _ENCODERS[kind] = StaticSentenceEncoder(base, queries=theme_encoder("onnx"))
+        elif kind == "onnx":
+            try:
+                _ENCODERS[kind] = OnnxSentenceEncoder(base)
+            except ImportError:
+                _ENCODERS[kind] = base
+        else:
             _ENCODERS[kind] = base
     return _ENCODERS[kind]

@@ -1,7 +1,9 @@
 """Two ways to score sentences against themes, both returning a sentences x themes matrix.
 
 - :class:`EmbeddingThemeScorer` (default, offline): one MiniLM pass per batch of sentences,
-  one for the theme descriptions, then cosine similarities. A sentence whose best similarity
+  one for the theme descriptions, then cosine similarities (an encoder with ``queries`` embeds
+  the descriptions with that one, and one with ``calibrate`` maps the cosines first: the
+  static encoder). A sentence whose best similarity
   is below ``min_similarity`` relates to no theme ("Okay.", "No.") and gets a row of zeros: it
   does not vote. Any other sentence spreads one unit of weight over the themes by a softmax with
   temperature ``tau``.
@@ -58,8 +60,12 @@ class EmbeddingThemeScorer:
         unique = list(dict.fromkeys(sentences))
         where = {s: i for i, s in enumerate(unique)}
         vectors = self.encoder.encode(unique, self.batch_size, progress)
-        theme_vectors = self.encoder.encode(theme_descriptions(themes))
+        queries = getattr(self.encoder, "queries", self.encoder)  # static: the full MiniLM
+        theme_vectors = queries.encode(theme_descriptions(themes))
         similarity = vectors @ theme_vectors.T
+        calibrate = getattr(self.encoder, "calibrate", None)  # static: onto the fp32 scale
+        if calibrate is not None:
+            similarity = calibrate(similarity)
         relevant = similarity.max(dim=-1, keepdim=True).values >= self.min_similarity
         scores = (similarity / self.tau).softmax(dim=-1) * relevant
         if progress is not None and len(unique) < len(sentences):
