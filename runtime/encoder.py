@@ -7,6 +7,7 @@ sentence-transformers does for this model.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -37,12 +38,17 @@ def minilm_path() -> Path:
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars while loading (quiet by default)."""
+    """Silence transformers' load reports and progress bars while loading (quiet by default),
+    and the deprecation warning peft triggers on every model it wraps."""
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+            )
+            yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:

@@ -16,6 +16,7 @@ import torch
 
 from stnlp.common.errors import DataError
 from stnlp.plugins.chatbot.base import TINY, load_pretrained
+from stnlp.runtime.encoder import quiet_transformers
 
 META = "chatbot.json"
 
@@ -62,12 +63,13 @@ def load(path: Path, dtype: torch.dtype = torch.float32, attn: str = "sdpa"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     info = read_info(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if info.base_model == TINY:
-        base = AutoModelForCausalLM.from_pretrained(
-            path / "base", dtype=dtype, attn_implementation=attn
-        )
-    else:
-        base, _ = load_pretrained(info.base_model, dtype, attn)
-    model = PeftModel.from_pretrained(base, path)
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if info.base_model == TINY:
+            base = AutoModelForCausalLM.from_pretrained(
+                path / "base", dtype=dtype, attn_implementation=attn
+            )
+        else:
+            base, _ = load_pretrained(info.base_model, dtype, attn)
+        model = PeftModel.from_pretrained(base, path)
     return model.eval(), tokenizer, info

@@ -26,6 +26,7 @@ import torch
 from stnlp.common.errors import UserError
 from stnlp.plugins.chatbot.catalog import PACKAGED, TINY
 from stnlp.plugins.chatbot.tiny import tiny_model, tiny_tokenizer
+from stnlp.runtime.encoder import quiet_transformers
 from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
@@ -152,10 +153,11 @@ def load_pretrained(model_id: str, dtype: torch.dtype, attn: str = "sdpa"):
 
     source = _model_folder(model_id)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, attn_implementation=attn, local_files_only=True
-        )
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, attn_implementation=attn, local_files_only=True
+            )
     except OSError as exc:
         raise UserError(
             f"base model {model_id!r} is not in the local Hugging Face cache and downloads are "

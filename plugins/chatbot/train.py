@@ -32,6 +32,7 @@ from stnlp.plugins.chatbot.loss import causal_lm, loss_sum
 from stnlp.plugins.chatbot.offline import OfflineResponder
 from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack, shares_prefix
 from stnlp.runtime.baseline import HELDOUT, heldout_record
+from stnlp.runtime.encoder import quiet_transformers
 from stnlp.runtime.logs import event
 from stnlp.runtime.training import TrainingContext, TrainingOutcome
 
@@ -47,7 +48,8 @@ def lora(model, params: dict):
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with quiet_transformers():
+        return get_peft_model(model, config)
 
 
 def compile_layers(model, mode: str | None = None) -> None:
