@@ -7,6 +7,7 @@ sentence-transformers does for this model.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,13 @@ def load_pretrained(source: Path | str, model_class=AutoModel, **kwargs):
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         model = model_class.from_pretrained(source, local_files_only=True, **kwargs)
     return model, tokenizer
+
+
+def weights_digest(encoder: SentenceEncoder) -> str:
+    """The first 16 hex digits of the sha256 of ``encoder``'s weights file: the key of every
+    file derived from them (an exported ONNX model, a static token table)."""
+    weights = next(encoder.path.glob("*.safetensors"), None) or encoder.path / "config.json"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,6 @@ Fetching and rolling back verify every checksum.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stnlp.common.cache import cache_root
 from stnlp.common.errors import UserError
 from stnlp.common.settings import Settings
 from stnlp.runtime import logs
@@ -261,8 +261,7 @@ class ModelRegistry:
 
 def cache_dir(settings: Settings) -> Path:
     """Where models fetched from S3 are cached: ``$XDG_CACHE_HOME/stnlp/<stack>/models``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "stnlp" / settings.stack / "models"
+    return cache_root(settings.stack, "models")
 
 
 def fetch_latest(settings: Settings, model: str) -> LocalModel | None:

@@ -18,7 +18,6 @@ from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captio
 from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
 from stnlp.runtime.encoder import shared_encoder
 
-torch.set_num_threads(1)
 THEMES = list(DEFAULT_THEMES)
 SCENES = Path(__file__).resolve().parents[1] / "data" / "eval" / "theme_scenes.jsonl"
 WORDS = ["monster", "friends", "hope", "kiss"]

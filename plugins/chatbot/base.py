@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from stnlp.common.cache import cache_root
 from stnlp.common.errors import UserError
 from stnlp.plugins.chatbot.catalog import PACKAGED, TINY
 from stnlp.plugins.chatbot.tiny import tiny_model, tiny_tokenizer
@@ -46,8 +47,7 @@ def base_cache_dir() -> Path:
     ``$XDG_CACHE_HOME/stnlp/base-models`` (``~/.cache/stnlp/base-models``)."""
     if os.environ.get(BASE_CACHE_ENV):
         return Path(os.environ[BASE_CACHE_ENV])
-    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return home / "stnlp" / "base-models"
+    return cache_root("base-models")
 
 
 def packaged_gguf(model_id: str) -> Path | None:

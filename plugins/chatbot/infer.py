@@ -236,7 +236,8 @@ class ModelChat:
         limit = min(len(p) for p in prompts) - 1
         shared = common_prefix_length(prompts, limit) if len(prompts) > 1 else 0
         width = max(len(p) for p in prompts)
-        pad = self._common(max_new_tokens)["pad_token_id"]
+        common = self._common(max_new_tokens)
+        pad = common["pad_token_id"]
         ids = [p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in prompts]
         mask = [[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in prompts]
         device = self.model.device
@@ -251,7 +252,7 @@ class ModelChat:
             self.model(input_ids=inputs["input_ids"][:1, :shared], past_key_values=cache)
             cache.batch_repeat_interleave(len(prompts))
             inputs["past_key_values"] = cache
-        generated = self.model.generate(**inputs, **self._common(max_new_tokens), do_sample=False)
+        generated = self.model.generate(**inputs, **common, do_sample=False)
         return generated[:, width:]
 
 

@@ -11,7 +11,6 @@ was no faster on these AVX2 cores (docs/benchmarks.md). Without ``onnxruntime``,
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stnlp.runtime.encoder import SentenceEncoder, shared_encoder
+from stnlp.common.cache import cache_root
+from stnlp.runtime.encoder import SentenceEncoder, shared_encoder, weights_digest
 
 Progress = Callable[[int], None] | None
 
 
 def cache_folder() -> Path:
     """Where exported models are kept: ``$XDG_CACHE_HOME/stnlp/onnx``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "stnlp" / "onnx"
+    return cache_root("onnx")
 
 
 class _LastHidden(torch.nn.Module):
@@ -41,9 +40,7 @@ class _LastHidden(torch.nn.Module):
 
 def export(encoder: SentenceEncoder, folder: Path | None = None) -> Path:
     """The ONNX file of ``encoder``'s model, exported once (keyed by its weights' checksum)."""
-    weights = next(encoder.path.glob("*.safetensors"), None) or encoder.path / "config.json"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    path = (folder or cache_folder()) / f"minilm-{digest}.onnx"
+    path = (folder or cache_folder()) / f"minilm-{weights_digest(encoder)}.onnx"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

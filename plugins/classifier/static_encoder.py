@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stnlp.runtime.encoder import SentenceEncoder, mean_pool
+from stnlp.common.cache import cache_root
+from stnlp.runtime.encoder import SentenceEncoder, mean_pool, weights_digest
 from stnlp.runtime.logs import event
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,7 @@ TRAINED_PATH = Path(__file__).with_name("static_minilm.npz")
 
 def cache_folder() -> Path:
     """Where token tables are kept: ``$XDG_CACHE_HOME/stnlp/static``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "stnlp" / "static"
-
-
-def weights_digest(encoder: SentenceEncoder) -> str:
-    """The first 16 hex digits of the sha256 of ``encoder``'s weights file."""
-    weights = next(encoder.path.glob("*.safetensors"), None) or encoder.path / "config.json"
-    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return cache_root("static")
 
 
 def token_weights(tokenizer) -> np.ndarray:

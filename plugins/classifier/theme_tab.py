@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from stnlp.common.cache import cache_root
 from stnlp.common.errors import DataError, UserError
 from stnlp.plugins.classifier.onnx_encoder import theme_encoder
 from stnlp.plugins.classifier.theme_job import RESULT_FILE
@@ -43,8 +43,7 @@ EMBEDDING = "all-MiniLM-L6-v2 (packaged) by embedding similarity"
 
 def cache_dir() -> Path:
     """Where live theme results are cached: ``$XDG_CACHE_HOME/stnlp/themes``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "stnlp" / "themes"
+    return cache_root("themes")
 
 
 NAMING = "name subtitle files like S01E02.srt (season and episode in the name)"

@@ -44,6 +44,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from stnlp.common.cache import cache_root
 from stnlp.common.errors import UserError
 from stnlp.common.names import PROJECT, package_key
 from stnlp.common.userdata import INTERFACE_PYTHON, RELEASE_POINTER, TORCH_CPU_INDEX
@@ -92,11 +93,6 @@ class Release:
     def files(self) -> tuple[Shipped, ...]:
         """The wheels and the lock."""
         return (*self.wheels, self.lock)
-
-
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/stnlp`` (``~/.cache/stnlp``): built wheels and resolved locks."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stnlp"
 
 
 # -- the project's wheel -------------------------------------------------------------------------

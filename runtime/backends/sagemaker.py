@@ -32,6 +32,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
+from stnlp.common.cache import cache_root
 from stnlp.common.errors import UserError
 from stnlp.common.names import TAG_JOB, TAG_RUN, TAG_STACK, ml_instance_type
 from stnlp.common.settings import Settings
@@ -43,7 +44,6 @@ from stnlp.runtime.backends.package import (
     Release,
     Shipped,
     build_release,
-    cache_root,
     upload_release,
 )
 from stnlp.runtime.launchcheck import check_datasets, stack_spot
