@@ -59,14 +59,23 @@ class HeldOut:
 
 
 def prepare(
-    split: Split, transcripts: Path, characters: Path, retrieved_lines: int, limit: int
+    split: Split,
+    transcripts: Path,
+    characters: Path,
+    retrieved_lines: int,
+    limit: int,
+    responder: OfflineResponder | None = None,
 ) -> HeldOut:
     """The first ``limit`` held-out turns, with and without the character's retrieved lines,
-    and the training episodes' transcript lines the judge learns from."""
+    and the training episodes' transcript lines the judge learns from.
+
+    ``responder``: the offline responder over ``split.train``, where the caller has one
+    already (its index embeds every training turn); else it is built here.
+    """
     from stnlp.runtime.data import load_characters, load_transcripts
 
     turns = split.held_out[:limit]
-    responder = OfflineResponder(split.character, split.train)
+    responder = responder or OfflineResponder(split.character, split.train)
     retrieved = responder.with_examples(turns, max(retrieved_lines, 1), leave_out_own=False)
     names = character_names(load_characters(characters).records)
     train_episodes = {t.episode for t in split.train}

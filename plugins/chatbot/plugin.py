@@ -51,7 +51,7 @@ LOCAL = {
     "lora_alpha": 16,
     "epochs": 1,
     "learning_rate": 5e-4,
-    "tokens_per_step": 1024,
+    "tokens_per_step": 768,
     "max_context": 1024,
     "description_words": 60,
     "checkpoint_every": 4,
@@ -61,7 +61,8 @@ LOCAL = {
     "reply_tokens": 20,
 }
 """The embedded default's preset (`stnlp demo`): the packaged SmolLM2-135M-Instruct on CPU,
-sized by tokens (steps x tokens per step) to train in under 2 minutes on 2 idle cores."""
+sized by tokens (8 steps of 768) for a CPU budget: 2.5 to 3 minutes per job on 2 cores, held-out
+comparison included (docs/benchmarks.md, "the embedded default on a CPU")."""
 
 
 SEARCH = {

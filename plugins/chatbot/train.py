@@ -111,16 +111,18 @@ def _check_loss(value: float, step: int, p: dict) -> None:
         )
 
 
-def _training_turns(split, p: dict) -> list:
+def _training_turns(split, responder: OfflineResponder, p: dict) -> list:
     """The training turns, with the character's own retrieved lines when ``retrieved_lines``
     asks; a turn never retrieves the very line it is trained to say."""
     k = int(p["retrieved_lines"])
     if k <= 0:
         return split.train
-    return OfflineResponder(split.character, split.train).with_examples(split.train, k, True)
+    return responder.with_examples(split.train, k, True)
 
 
-def quality(ctx: TrainingContext, model, tokenizer, split, device) -> dict:
+def quality(
+    ctx: TrainingContext, model, tokenizer, split, responder: OfflineResponder, device
+) -> dict:
     """The adapter against the untuned base and the offline responder on the held-out
     episodes (:mod:`.heldout`), with the training prompts' retrieval setting.
 
@@ -135,6 +137,7 @@ def quality(ctx: TrainingContext, model, tokenizer, split, device) -> dict:
         ctx.dataset("characters"),
         int(p["retrieved_lines"]),
         int(p["judge_lines"]),
+        responder,
     )
     retrieval = int(p["retrieved_lines"]) > 0  # as the adapter was trained, for both
     variants = [(heldout.ADAPTER, True, retrieval, True), (heldout.BASE, False, retrieval, False)]
@@ -169,7 +172,8 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
         int(p["min_lines"]),
         int(p["description_words"]),
     )
-    train_turns = _training_turns(split, p)
+    responder = OfflineResponder(split.character, split.train)  # retrieval, then a baseline
+    train_turns = _training_turns(split, responder, p)
     texts = [m["content"] for t in train_turns for m in t.messages] + [t.reply for t in train_turns]
     base, tokenizer = load_base(p["base_model"], p["family"], texts, dtype, ATTENTION, p["seed"])
     if p["base_model"] == TINY:
@@ -235,7 +239,7 @@ def train(ctx: TrainingContext) -> TrainingOutcome:
             if step % int(p["checkpoint_every"]) == 0 or step == total_steps:
                 save_checkpoint(ctx.checkpoint_dir, model, optimizer, step)
             progress.update(bar, completed=step)
-    compared = quality(ctx, model, tokenizer, split, device)
+    compared = quality(ctx, model, tokenizer, split, responder, device)
     adapter = compared["quality"][heldout.ADAPTER]
     _check_loss(adapter["loss"], step, p)
     metrics = {

@@ -29,9 +29,11 @@ from stnlp.runtime.data import SAMPLE_DIR
 def demo_command(
     session: Session, data_dir: Path, no_serve: bool, retrain: bool, host: str, port: int
 ) -> None:
-    """Load the sample data, train every job's tiny model locally, then serve the interface.
+    """Load the sample data, train every job on its demo preset locally, then serve the interface.
 
-    No cloud and no network. A rerun reuses the models unless their data or config changed.
+    The chatbots fine-tune the packaged SmolLM2-135M-Instruct (preset ``local``), the other
+    jobs train tiny models. No cloud and no network. A rerun reuses the models unless their
+    data or config changed.
     """
     from stnlp.runtime.auth import check_bind, check_port, load_credentials
 
