@@ -24,6 +24,13 @@ from stnlp.runtime.store import LocalStore, S3Store, Stores
 from stnlp.runtime.store import s3_client as make_s3_client
 from tests.helpers import free_port
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # One worker per core (`make test` runs -n 2 on 2 cores): each worker, and every job it
+    # spawns, keeps to its share of the cores. Two workers of two OpenMP threads each on two
+    # cores spin against each other and make the jobs several times slower.
+    _SHARE = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_SHARE))
+
 _FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
