@@ -7,6 +7,11 @@ SmolLM2-135M-Instruct), else ``tiny``. Each trained model is
 fingerprinted from its input files' sha256, its job spec and its preset; the fingerprints live
 in the results store at ``<stack>/demo/fingerprints.json``, so a rerun reuses a model unless its
 data or configuration changed or its version is no longer the registry's latest.
+
+Two jobs whose training is the same (one entrypoint, the same preset hyperparameters and input
+files: the two chatbots' ``local`` presets both fine-tune SmolLM2 on the same character) are
+trained once: the second gets a copy of the first's version, its manifest naming the version
+it copies (``same_training_as``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +44,15 @@ def demo_preset(spec: JobSpec, presets: tuple[str, ...] = PRESETS) -> str | None
 
 @dataclass(frozen=True)
 class DemoJob:
-    """What the demo did with one job: ``trained``, ``reused`` or ``skipped`` (no demo preset)."""
+    """What the demo did with one job: ``trained``, ``reused``, ``copied`` (from ``source``,
+    a job of the same training) or ``skipped`` (no demo preset)."""
 
     job: str
     model: str
     action: str
     version: str | None
     fingerprint: str | None
+    source: str | None = None
 
 
 def data_fingerprint(data_dir: Path, datasets: tuple[str, ...]) -> dict[str, str]:
@@ -59,14 +67,27 @@ def data_fingerprint(data_dir: Path, datasets: tuple[str, ...]) -> dict[str, str
     return hashes
 
 
-def job_fingerprint(spec: JobSpec, data_dir: Path, preset: str = "tiny") -> str:
-    """sha256 over the job's input files, its spec and its preset's hyperparameters."""
+def training_fingerprint(spec: JobSpec, data_dir: Path, preset: str = "tiny") -> str:
+    """sha256 over what the training process sees: the entrypoint, the preset's
+    hyperparameters and the input files (not the job's name, model or machine)."""
     material = {
         "data": data_fingerprint(data_dir, spec.input_datasets),
-        "spec": asdict(spec),
-        "preset": preset,
+        "entrypoint": spec.entrypoint,
         "hyperparameters": spec.resolved_hyperparameters(preset),
     }
+    return _digest(material)
+
+
+def job_fingerprint(
+    spec: JobSpec, data_dir: Path, preset: str = "tiny", training: str | None = None
+) -> str:
+    """sha256 over the job's training fingerprint (``training``, computed when not given),
+    its whole spec and its preset's name."""
+    training = training or training_fingerprint(spec, data_dir, preset)
+    return _digest({"training": training, "spec": asdict(spec), "preset": preset})
+
+
+def _digest(material: dict[str, Any]) -> str:
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -122,6 +143,24 @@ def _train(spec: JobSpec, settings: Settings, stores: Stores, preset: str) -> st
     return version
 
 
+def _copy(stores: Stores, source: DemoJob, spec: JobSpec) -> str:
+    """Publish ``source``'s model version as ``spec.output_model``'s new latest version."""
+    from stnlp.runtime.registry import ModelRegistry
+
+    registry = ModelRegistry(stores.models)
+    origin = {"job": source.job, "model": source.model, "version": source.version}
+    with tempfile.TemporaryDirectory(prefix="stnlp-demo-copy-") as folder:
+        manifest = registry.fetch(source.model, source.version, Path(folder)).manifest
+        return registry.publish(
+            spec.output_model,
+            Path(folder),
+            base_model=manifest.get("base_model"),
+            run_id=manifest.get("run_id"),
+            metrics=manifest.get("metrics"),
+            extra={"same_training_as": origin},
+        )
+
+
 def train_all(
     settings: Settings,
     registry,
@@ -130,7 +169,8 @@ def train_all(
     presets: tuple[str, ...] = PRESETS,
 ) -> list[DemoJob]:
     """Load ``data_dir`` into the local store and train (or reuse) every job's demo model
-    (its first preset of ``presets``; the tests pass ``("tiny",)``)."""
+    (its first preset of ``presets``; the tests pass ``("tiny",)``). A job whose training
+    fingerprint matches an earlier job's of this run gets a copy of that job's version."""
     if settings.uses_s3:
         raise UserError("stnlp demo runs on a local store only: unset STNLP_STORE=s3")
     if not data_dir.is_dir():
@@ -139,22 +179,33 @@ def train_all(
     load_sample(stores, data_dir)
     book = FingerprintBook(stores, settings.stack)
     done = []
+    by_training: dict[str, DemoJob] = {}
     for spec in registry.job_specs():
         preset = demo_preset(spec, presets)
         if preset is None:
             logs.event(log, "no demo preset, not trained", job=spec.name, presets=presets)
             done.append(DemoJob(spec.name, spec.output_model, "skipped", None, None))
             continue
-        fingerprint = job_fingerprint(spec, data_dir, preset)
+        training = training_fingerprint(spec, data_dir, preset)
+        fingerprint = job_fingerprint(spec, data_dir, preset, training)
         known = book.read().get(spec.name, {})
         latest = _latest(stores, spec.output_model)
         unchanged = known.get("fingerprint") == fingerprint and known.get("version") == latest
+        same = by_training.get(training)
         if unchanged and not retrain:
             logs.event(log, "reusing model", job=spec.name, version=latest)
-            done.append(DemoJob(spec.name, spec.output_model, "reused", latest, fingerprint))
-            continue
-        version = _train(spec, settings, stores, preset)
-        entry = {"fingerprint": fingerprint, "model": spec.output_model, "version": version}
-        book.record(spec.name, entry)
-        done.append(DemoJob(spec.name, spec.output_model, "trained", version, fingerprint))
+            job = DemoJob(spec.name, spec.output_model, "reused", latest, fingerprint)
+        elif same is not None:
+            version = _copy(stores, same, spec)
+            logs.event(log, "same training, model copied", job=spec.name, source=same.job,
+                       version=version)  # fmt: skip
+            job = DemoJob(spec.name, spec.output_model, "copied", version, fingerprint, same.job)
+        else:
+            version = _train(spec, settings, stores, preset)
+            job = DemoJob(spec.name, spec.output_model, "trained", version, fingerprint)
+        if job.action != "reused":
+            entry = {"fingerprint": fingerprint, "model": job.model, "version": job.version}
+            book.record(spec.name, entry)
+        by_training.setdefault(training, job)
+        done.append(job)
     return done

@@ -120,3 +120,69 @@ def test_a_job_trains_on_its_local_preset_where_it_has_one(demo):
     assert {demo_preset(chatbots.job(job)) for job in ("chatbot-llama", "chatbot-qwen")} == {
         "local"
     }
+
+
+def _files(manifest):
+    return sorted((entry["path"], entry["sha256"]) for entry in manifest["files"])
+
+
+def test_two_jobs_of_the_same_training_train_once(demo, tmp_path):
+    """The second job gets the first's version; training it on its own gives the same files."""
+    from stnlp.runtime.registry import ModelRegistry
+    from stnlp.runtime.store import open_stores
+
+    settings, registry, data = demo
+    first = registry.job("example-linefit")
+    twin = dataclasses.replace(first, name="example-twin", output_model="line-twin",
+                               description="the same training under another name")  # fmt: skip
+    other = dataclasses.replace(first, name="example-other", output_model="line-other",
+                                presets={"tiny": {"steps": 4}})  # fmt: skip
+    done = {job.job: job for job in train_all(settings, _Jobs3(first, twin, other), data)}
+    assert [done[j].action for j in ("example-linefit", "example-twin", "example-other")] == [
+        "trained", "copied", "trained"
+    ]  # fmt: skip
+    assert done["example-twin"].source == "example-linefit"
+    models = ModelRegistry(open_stores(settings).models)
+    source = models.manifest("line-length", done["example-linefit"].version)
+    copy = models.manifest("line-twin", done["example-twin"].version)
+    assert models.latest("line-twin") == done["example-twin"].version
+    assert _files(copy) == _files(source) and copy["metrics"] == source["metrics"]
+    assert copy["run_id"] == source["run_id"] and copy["same_training_as"] == {
+        "job": "example-linefit", "model": "line-length", "version": source["version"]
+    }  # fmt: skip
+    alone = Settings(store=str(tmp_path / "alone"), disabled_plugins=BUILTINS)
+    [trained] = train_all(alone, _Jobs3(twin), data)
+    assert trained.action == "trained"
+    alone_models = ModelRegistry(open_stores(alone).models)
+    assert _files(alone_models.manifest("line-twin", trained.version)) == _files(copy)
+    again = {job.job: job.action for job in train_all(settings, _Jobs3(first, twin, other), data)}
+    assert set(again.values()) == {"reused"}
+    retrained = train_all(settings, _Jobs3(first, twin), data, retrain=True)
+    assert [job.action for job in retrained] == ["trained", "copied"]
+    assert models.manifest("line-twin", retrained[1].version)["same_training_as"]["version"] == (
+        retrained[0].version
+    )
+
+
+def test_the_chatbots_local_presets_are_one_training_and_their_tiny_ones_two(demo):
+    """Both chatbots' `local` preset fine-tune SmolLM2 alike (the demo trains it once); their
+    `tiny` presets keep their own architectures (the tests train both)."""
+    from stnlp.runtime.demo import training_fingerprint
+
+    settings, _, data = demo
+    chatbots = build_plugin_manager(Settings(store=settings.store))
+    llama, qwen = (chatbots.job(job) for job in ("chatbot-llama", "chatbot-qwen"))
+    assert training_fingerprint(llama, data, "local") == training_fingerprint(qwen, data, "local")
+    assert training_fingerprint(llama, data, "tiny") != training_fingerprint(qwen, data, "tiny")
+    assert job_fingerprint(llama, data, "local") != job_fingerprint(qwen, data, "local")
+
+
+class _Jobs3(_Jobs):
+    """A registry of the given jobs, in order."""
+
+    def __init__(self, *specs):
+        self.specs = list(specs)
+
+    def job_specs(self):
+        """The jobs."""
+        return self.specs

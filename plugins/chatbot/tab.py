@@ -37,7 +37,8 @@ def shared_base_note(live: dict[str, Chain]) -> str:
         return ""
     return (
         f"All chatbots run on the same base here, {SMOLLM2} (packaged; no Llama or Qwen weights "
-        "are available offline), so they differ only by their own trained adapter."
+        "are available offline), so they differ only by their trained adapters; `stnlp demo` "
+        "trains one adapter for both, their local presets being the same training."
     )
 
 

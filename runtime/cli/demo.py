@@ -32,8 +32,9 @@ def demo_command(
     """Load the sample data, train every job on its demo preset locally, then serve the interface.
 
     The chatbots fine-tune the packaged SmolLM2-135M-Instruct (preset ``local``), the other
-    jobs train tiny models. No cloud and no network. A rerun reuses the models unless their
-    data or config changed.
+    jobs train tiny models. No cloud and no network. Two jobs of the same training (the two
+    chatbots' ``local`` presets) train once. A rerun reuses the models unless their data or
+    config changed.
     """
     from stnlp.runtime.auth import check_bind, check_port, load_credentials
 
@@ -49,7 +50,8 @@ def demo_command(
     for column in ("job", "model", "action", "version"):
         table.add_column(column)
     for job in jobs:
-        table.add_row(job.job, job.model, job.action, job.version or "-")
+        action = f"{job.action} from {job.source}" if job.source else job.action
+        table.add_row(job.job, job.model, action, job.version or "-")
     Console(width=140).print(table)
     if no_serve:
         return
