@@ -99,6 +99,9 @@ def _model_status(app: AppContext, registry, plugin: str, component: str, model:
         return ComponentStatus(component, plugin, model, "-", "not trained yet", "-", "-")
     base = manifest.get("base_model")
     source = f"registry ({app.settings.store})" + (f", base {base}" if base else "")
+    origin = manifest.get("same_training_as")
+    if isinstance(origin, dict):  # `stnlp demo` copied it from a job of the same training
+        source += f", a copy of {origin.get('model')} {origin.get('version')} (the same training)"
     trained = _format_time(manifest.get("created"))
     metrics = _format_metrics(manifest.get("metrics") or {})
     return ComponentStatus(component, plugin, model, str(version), source, trained, metrics)

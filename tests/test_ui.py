@@ -306,6 +306,10 @@ def test_status_panel_shows_each_component_and_its_latest_model(context, tmp_pat
     assert row.trained.endswith("UTC")
     table = status_markdown(context)
     assert f"| probe-model | probe | probe-model | {version} |" in table
+    origin = {"job": "probe-twin", "model": "probe-twin", "version": "v1"}
+    models.publish("probe-model", tmp_path, extra={"same_training_as": origin})
+    row = {row.component: row for row in component_status(context)}["probe-model"]
+    assert row.source.endswith("a copy of probe-twin v1 (the same training)")
 
 
 def test_status_panel_reads_manifests_without_fetching_artifacts(context, tmp_path, monkeypatch):
