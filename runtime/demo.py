@@ -6,7 +6,8 @@ trains as a local subprocess and publishes to the local registry. A job's demo p
 SmolLM2-135M-Instruct), else ``tiny``. Each trained model is
 fingerprinted from its input files' sha256, its job spec and its preset; the fingerprints live
 in the results store at ``<stack>/demo/fingerprints.json``, so a rerun reuses a model unless its
-data or configuration changed or its version is no longer the registry's latest.
+data or configuration changed, its version is no longer the registry's latest, or a file of it
+is missing or damaged.
 
 Two jobs whose training is the same (one entrypoint, the same preset hyperparameters and input
 files: the two chatbots' ``local`` presets both fine-tune SmolLM2 on the same character) are
@@ -128,6 +129,19 @@ def _latest(stores: Stores, model: str) -> str | None:
     return ModelRegistry(stores.models).latest(model)
 
 
+def _intact(stores: Stores, model: str, version: str) -> bool:
+    """Whether ``version`` of ``model`` is complete, every checksum right (else it retrains)."""
+    from stnlp.runtime.registry import CorruptModelError, ModelRegistry
+
+    try:
+        ModelRegistry(stores.models).verify(model, version)
+    except CorruptModelError as exc:
+        logs.event(log, "model damaged, retraining", logging.WARNING, model=model,
+                   version=version, reason=str(exc))  # fmt: skip
+        return False
+    return True
+
+
 def _train(spec: JobSpec, settings: Settings, stores: Stores, preset: str) -> str:
     from stnlp.runtime.backends import get_backend
     from stnlp.runtime.runs import load_run
@@ -190,7 +204,11 @@ def train_all(
         fingerprint = job_fingerprint(spec, data_dir, preset, training)
         known = book.read().get(spec.name, {})
         latest = _latest(stores, spec.output_model)
-        unchanged = known.get("fingerprint") == fingerprint and known.get("version") == latest
+        unchanged = (
+            known.get("fingerprint") == fingerprint
+            and known.get("version") == latest
+            and _intact(stores, spec.output_model, latest)
+        )
         same = by_training.get(training)
         if unchanged and not retrain:
             logs.event(log, "reusing model", job=spec.name, version=latest)

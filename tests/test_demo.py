@@ -186,3 +186,33 @@ class _Jobs3(_Jobs):
     def job_specs(self):
         """The jobs."""
         return self.specs
+
+
+def test_a_damaged_model_is_trained_or_copied_again_not_reused(demo):
+    """A rerun recovers a model whose file was damaged in the store; an intact copy of it stays."""
+    from stnlp.runtime.registry import ModelRegistry
+    from stnlp.runtime.store import open_stores
+
+    settings, registry, data = demo
+    first = registry.job("example-linefit")
+    twin = dataclasses.replace(first, name="example-twin", output_model="line-twin")
+    jobs = _Jobs3(first, twin)
+    before = train_all(settings, jobs, data)
+    models = ModelRegistry(open_stores(settings).models)
+
+    def damage(model):
+        path = models.fetch(model).path / "model.json"
+        path.write_text(path.read_text().replace("{", "{ ", 1))
+
+    damage("line-length")
+    after = train_all(settings, jobs, data)
+    changed = [job.version != old.version for job, old in zip(after, before, strict=True)]
+    assert [job.action for job in after] == ["trained", "reused"] and changed == [True, False]
+    damage("line-twin")
+    again = train_all(settings, jobs, data)
+    assert [job.action for job in again] == ["reused", "copied"]
+    assert models.manifest("line-twin", again[1].version)["same_training_as"]["version"] == (
+        after[0].version
+    )
+    for model in ("line-length", "line-twin"):
+        models.verify(model, models.latest(model))
