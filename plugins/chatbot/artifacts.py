@@ -43,7 +43,8 @@ def save(path: Path, model, tokenizer, info: ChatbotInfo) -> None:
 
 def save_tiny_base(path: Path, base) -> None:
     """Keep the ``tiny`` base's random weights beside its adapter (call before adding LoRA)."""
-    base.save_pretrained(path / "base")
+    with quiet_transformers():  # no "Writing model shards" bar in the job's output
+        base.save_pretrained(path / "base")
 
 
 def read_info(path: Path) -> ChatbotInfo:
