@@ -205,12 +205,13 @@ def train_all(
         known = book.read().get(spec.name, {})
         latest = _latest(stores, spec.output_model)
         unchanged = (
-            known.get("fingerprint") == fingerprint
+            not retrain
+            and known.get("fingerprint") == fingerprint
             and known.get("version") == latest
             and _intact(stores, spec.output_model, latest)
         )
         same = by_training.get(training)
-        if unchanged and not retrain:
+        if unchanged:
             logs.event(log, "reusing model", job=spec.name, version=latest)
             job = DemoJob(spec.name, spec.output_model, "reused", latest, fingerprint)
         elif same is not None:
