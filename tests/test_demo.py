@@ -92,14 +92,14 @@ def test_bad_inputs_are_one_line_errors(demo, tmp_path):
 
 
 class _Jobs:
-    """A registry whose only job is ``spec``."""
+    """A registry of the given jobs, in order."""
 
-    def __init__(self, spec):
-        self.spec = spec
+    def __init__(self, *specs):
+        self.specs = list(specs)
 
     def job_specs(self):
-        """The one job."""
-        return [self.spec]
+        """The jobs."""
+        return self.specs
 
 
 def test_a_job_trains_on_its_local_preset_where_it_has_one(demo):
@@ -137,7 +137,7 @@ def test_two_jobs_of_the_same_training_train_once(demo, tmp_path):
                                description="the same training under another name")  # fmt: skip
     other = dataclasses.replace(first, name="example-other", output_model="line-other",
                                 presets={"tiny": {"steps": 4}})  # fmt: skip
-    done = {job.job: job for job in train_all(settings, _Jobs3(first, twin, other), data)}
+    done = {job.job: job for job in train_all(settings, _Jobs(first, twin, other), data)}
     assert [done[j].action for j in ("example-linefit", "example-twin", "example-other")] == [
         "trained", "copied", "trained"
     ]  # fmt: skip
@@ -151,13 +151,13 @@ def test_two_jobs_of_the_same_training_train_once(demo, tmp_path):
         "job": "example-linefit", "model": "line-length", "version": source["version"]
     }  # fmt: skip
     alone = Settings(store=str(tmp_path / "alone"), disabled_plugins=BUILTINS)
-    [trained] = train_all(alone, _Jobs3(twin), data)
+    [trained] = train_all(alone, _Jobs(twin), data)
     assert trained.action == "trained"
     alone_models = ModelRegistry(open_stores(alone).models)
     assert _files(alone_models.manifest("line-twin", trained.version)) == _files(copy)
-    again = {job.job: job.action for job in train_all(settings, _Jobs3(first, twin, other), data)}
+    again = {job.job: job.action for job in train_all(settings, _Jobs(first, twin, other), data)}
     assert set(again.values()) == {"reused"}
-    retrained = train_all(settings, _Jobs3(first, twin), data, retrain=True)
+    retrained = train_all(settings, _Jobs(first, twin), data, retrain=True)
     assert [job.action for job in retrained] == ["trained", "copied"]
     assert models.manifest("line-twin", retrained[1].version)["same_training_as"]["version"] == (
         retrained[0].version
@@ -177,17 +177,6 @@ def test_the_chatbots_local_presets_are_one_training_and_their_tiny_ones_two(dem
     assert job_fingerprint(llama, data, "local") != job_fingerprint(qwen, data, "local")
 
 
-class _Jobs3(_Jobs):
-    """A registry of the given jobs, in order."""
-
-    def __init__(self, *specs):
-        self.specs = list(specs)
-
-    def job_specs(self):
-        """The jobs."""
-        return self.specs
-
-
 def test_a_damaged_model_is_trained_or_copied_again_not_reused(demo):
     """A rerun recovers a model whose file was damaged in the store; an intact copy of it stays."""
     from stnlp.runtime.registry import ModelRegistry
@@ -196,7 +185,7 @@ def test_a_damaged_model_is_trained_or_copied_again_not_reused(demo):
     settings, registry, data = demo
     first = registry.job("example-linefit")
     twin = dataclasses.replace(first, name="example-twin", output_model="line-twin")
-    jobs = _Jobs3(first, twin)
+    jobs = _Jobs(first, twin)
     before = train_all(settings, jobs, data)
     models = ModelRegistry(open_stores(settings).models)
 
