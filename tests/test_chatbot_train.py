@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import gradio as gr
 import pytest
@@ -18,6 +19,7 @@ from stnlp.plugins.chatbot.infer import (
     OFFLINE,
     ModelChat,
     clean_reply,
+    for_generation,
     may_become_label,
     offline_responder,
     reply_stream,
@@ -25,6 +27,8 @@ from stnlp.plugins.chatbot.infer import (
     trim_history,
 )
 from stnlp.plugins.chatbot.loss import held_out_loss
+from stnlp.plugins.chatbot.packing import ATTENTION, causal_lm
+from stnlp.plugins.chatbot.prompt_cache import PromptCache
 from stnlp.plugins.chatbot.train import train
 from stnlp.plugins.manager import build_plugin_manager
 from stnlp.runtime.baseline import judge
@@ -127,6 +131,40 @@ def test_batched_replies_share_the_prompt_prefix_and_equal_each_reply_alone(trai
     assert chat.replies(conversations[:1], max_new_tokens=10, name="Eleven") == alone[:1]
 
 
+def test_replies_start_from_the_loss_pass_keys_and_values_and_equal_each_reply_alone(
+    trained, data_dir
+):
+    ctx, _, _ = trained
+    model, tokenizer, info = artifacts.load(ctx.output_dir, torch.float32, ATTENTION)
+    split = load_split(data_dir / "transcripts", data_dir / "characters", "Eleven", min_lines=10)
+    turns = split.held_out[:5]
+    samples = encode_all(tokenizer, turns, 512)
+    known = PromptCache()
+    loss = held_out_loss(model, samples, 256, "cpu", keep=known)  # several packed rows
+    assert loss == held_out_loss(model, samples, 256, "cpu")
+    chat = ModelChat(for_generation(model), tokenizer, info.max_context)
+    widths = []  # how many tokens each forward pass runs
+    hook = causal_lm(model).model.embed_tokens.register_forward_hook(
+        lambda _, args, out: widths.append(args[0].shape[1])
+    )
+    conversations = [t.messages for t in turns]
+    new = [*conversations[:2], [*conversations[0][:1], {"role": "user", "content": "Eggos?"}]]
+    try:
+        fused = chat.replies(conversations, max_new_tokens=10, name="Eleven", known=known)
+        computed, widths[:] = widths[:], []
+        fallback = chat.replies(new, max_new_tokens=10, name="Eleven", known=known)
+    finally:
+        hook.remove()
+    assert max(computed) == 1  # no prompt token ran again: only the last one, then decoding
+    assert max(widths) > 1  # a prompt the cache does not hold is computed
+    alone = [
+        list(chat.stream(c, max_new_tokens=10, temperature=0.0, name="Eleven"))[-1]
+        for c in [*conversations, new[-1]]
+    ]  # stock generate on one unpadded prompt: the truth both must match
+    assert fused == alone[:5]
+    assert fallback == [*alone[:2], alone[5]]
+
+
 def test_history_is_trimmed_to_the_context_window(trained):
     ctx, _, _ = trained
     _, tokenizer, _ = artifacts.load(ctx.output_dir)
@@ -170,6 +208,8 @@ def test_training_records_the_judge_comparison_with_the_untuned_base(trained):
     offline = rows["offline responder"]
     assert 0 <= offline["judge_score"] <= 1 and offline["loss"] is None and "bleu" in offline
     assert outcome.metrics["held_out_loss"] == rows["adapter"]["loss"]
+    base = rows["untuned base"]  # its loss too: the pass that starts its replies gives it
+    assert base["loss"] > 0 and base["perplexity"] == pytest.approx(math.exp(base["loss"]), 1e-3)
 
 
 def test_eval_report_compares_base_adapter_retrieval_and_offline(trained, registry, data_dir,

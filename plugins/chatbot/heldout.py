@@ -25,6 +25,8 @@ from stnlp.plugins.chatbot.infer import ModelChat, for_generation
 from stnlp.plugins.chatbot.judge import SpeakerJudge
 from stnlp.plugins.chatbot.loss import held_out_loss
 from stnlp.plugins.chatbot.offline import OfflineResponder
+from stnlp.plugins.chatbot.packing import ATTENTION, use_attention
+from stnlp.plugins.chatbot.prompt_cache import PromptCache
 from stnlp.plugins.chatbot.quality import bleu, rouge_l
 from stnlp.runtime.data.names import CharacterNames
 
@@ -105,10 +107,13 @@ def _adapter(model, on: bool):
     return _merged(model) if on else model.disable_adapter()
 
 
-def mean_loss(model, tokenizer, turns: Sequence[Turn], params: dict, device) -> float:
-    """Held-out loss per reply token of ``turns`` (the packed-training attention)."""
+def mean_loss(
+    model, tokenizer, turns: Sequence[Turn], params: dict, device, keep: PromptCache | None = None
+) -> float:
+    """Held-out loss per reply token of ``turns`` (the packed-training attention); ``keep``
+    receives the prompts' keys and values (:mod:`.prompt_cache`)."""
     samples = encode_all(tokenizer, turns, int(params["max_sample_tokens"]))
-    return held_out_loss(model, samples, int(params["tokens_per_step"]), device)
+    return held_out_loss(model, samples, int(params["tokens_per_step"]), device, keep=keep)
 
 
 def model_replies(
@@ -121,22 +126,27 @@ def model_replies(
     max_context: int,
 ) -> tuple[dict[str, float], dict[str, list[str]]]:
     """Greedy replies for each ``(row name, adapter on, retrieval on, loss too)`` variant of
-    ``model`` (a PEFT model, or a plain one for base rows only), and the losses asked for:
-    losses first (with the packed-training attention), then replies (SDPA, batched)."""
-    losses, prompts = {}, {}
+    ``model`` (a PEFT model, or a plain one for base rows only), and the losses asked for.
+
+    Per variant: the loss first (the packed-training attention), keeping every prompt's keys
+    and values, then the replies (SDPA, batched), which start from them instead of running
+    the prompts again.
+    """
+    chat = ModelChat(model, tokenizer, max_context)
+    losses, replies = {}, {}
     for name, adapter, retrieval, with_loss in variants:
         turns = held.retrieved if retrieval else held.turns
-        if with_loss:
-            with _adapter(model, adapter):
-                losses[name] = mean_loss(model, tokenizer, turns, params, device)
-        prompts[name] = (adapter, [t.messages for t in turns])
-    for_generation(model)
-    chat = ModelChat(model, tokenizer, max_context)
-    replies = {}
-    for name, (adapter, conversations) in prompts.items():
+        known = PromptCache() if with_loss else None
         with _adapter(model, adapter):
+            if with_loss:
+                use_attention(model, ATTENTION)
+                losses[name] = mean_loss(model, tokenizer, turns, params, device, known)
+            for_generation(model)
             replies[name] = chat.replies(
-                conversations, int(params["reply_tokens"]), name=held.split.character
+                [t.messages for t in turns],
+                int(params["reply_tokens"]),
+                name=held.split.character,
+                known=known,
             )
     return losses, replies
 

@@ -40,9 +40,9 @@ from stnlp.plugins.chatbot.data import (
     system_prompt,
     with_examples,
 )
-from stnlp.plugins.chatbot.loss import causal_lm
 from stnlp.plugins.chatbot.offline import OfflineResponder
-from stnlp.plugins.chatbot.packing import common_prefix_length
+from stnlp.plugins.chatbot.packing import common_prefix_length, use_attention
+from stnlp.plugins.chatbot.prompt_cache import PromptCache
 from stnlp.runtime.data import SAMPLE_DIR
 
 log = logging.getLogger(__name__)
@@ -208,11 +208,14 @@ class ModelChat:
         max_new_tokens: int = 32,
         batch_size: int = 24,
         name: str = "",
+        known: PromptCache | None = None,
     ) -> list[str]:
         """Greedy replies to many conversations, ``batch_size`` at a time (left-padded).
 
         A batch's common prompt prefix (the character's system prompt) is computed once and its
-        key/value cache shared by every conversation of the batch (:meth:`_batch`).
+        key/value cache shared by every conversation of the batch (:meth:`_batch`); where
+        ``known`` holds every prompt of a batch (the held-out loss pass computed them), its
+        keys and values are used instead and no prompt is computed again.
         """
         prompts = [
             self.tokenizer(self._prompt(m, max_new_tokens), add_special_tokens=False)["input_ids"]
@@ -220,32 +223,42 @@ class ModelChat:
         ]
         out: list[str] = []
         for start in range(0, len(prompts), batch_size):
-            new = self._batch(prompts[start : start + batch_size], max_new_tokens)
+            new = self._batch(prompts[start : start + batch_size], max_new_tokens, known)
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             out += [clean_reply(text, name) for text in decoded]
         return out
 
-    def _batch(self, prompts: list[list[int]], max_new_tokens: int) -> torch.Tensor:
+    def _batch(
+        self, prompts: list[list[int]], max_new_tokens: int, known: PromptCache | None = None
+    ) -> torch.Tensor:
         """The new tokens of greedy replies to ``prompts`` (token ids), one row each.
 
         Rows are ``shared prefix + padding + own suffix``: the prefix's cache is computed once
-        and repeated over the rows, the attention mask hides the padding, and positions count
-        real tokens only, so each row is decoded as if it were alone.
+        and repeated over the rows (or every column but the last comes from ``known``), the
+        attention mask hides the padding, and positions count real tokens only, so each row is
+        decoded as if it were alone.
         """
         # each row keeps its last token: generation starts from one the cache has not seen
         limit = min(len(p) for p in prompts) - 1
         shared = common_prefix_length(prompts, limit) if len(prompts) > 1 else 0
         width = max(len(p) for p in prompts)
+        # the token of its prompt each column of a row holds (None: padding)
+        columns = [
+            [*range(shared), *[None] * (width - len(p)), *range(shared, len(p))] for p in prompts
+        ]
         common = self._common(max_new_tokens)
         pad = common["pad_token_id"]
-        ids = [p[:shared] + [pad] * (width - len(p)) + p[shared:] for p in prompts]
-        mask = [[1] * shared + [0] * (width - len(p)) + [1] * (len(p) - shared) for p in prompts]
+        rows = zip(prompts, columns, strict=True)
+        ids = [[pad if t is None else p[t] for t in row] for p, row in rows]
+        mask = [[int(t is not None) for t in row] for row in columns]
         device = self.model.device
         inputs = {
             "input_ids": torch.tensor(ids, device=device),
             "attention_mask": torch.tensor(mask, device=device),
         }
-        if shared:
+        if known is not None and known.covers(prompts):
+            inputs["past_key_values"] = known.gather(prompts, [row[:-1] for row in columns])
+        elif shared:
             from transformers import DynamicCache
 
             cache = DynamicCache()
@@ -259,9 +272,7 @@ class ModelChat:
 def for_generation(model):
     """``model`` (or the LM inside its PEFT wrapper) switched to SDPA attention, in eval mode:
     batched generation needs padding masks, which the packed-training attention has not."""
-    lm = causal_lm(model)
-    if lm.config._attn_implementation != "sdpa":
-        lm.set_attn_implementation("sdpa")
+    use_attention(model, "sdpa")
     return model.eval()
 
 

@@ -8,35 +8,44 @@ hundred megabytes and tens of gigabytes per step.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from stnlp.plugins.chatbot.packing import IGNORE, collate, model_inputs, pack, shares_prefix
-
-
-def causal_lm(model):
-    """The ``...ForCausalLM`` inside a PEFT wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+from stnlp.plugins.chatbot.packing import (
+    IGNORE,
+    causal_lm,
+    collate,
+    model_inputs,
+    pack,
+    shares_prefix,
+)
 
 
 def _chunk_loss(weight: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor):
     return F.cross_entropy((hidden @ weight.t()).float(), targets, reduction="sum")
 
 
-# On CUDA the chunk's upcast, log-softmax and gather fuse into a few kernels.
-_fused_chunk_loss = torch.compile(_chunk_loss, dynamic=True)
+@functools.cache
+def _fused_chunk_loss():
+    """On CUDA the chunk's upcast, log-softmax and gather fuse into a few kernels. Compiled on
+    first use: importing the compiler costs every process about 2 s, and a CPU never uses it."""
+    return torch.compile(_chunk_loss, dynamic=True)
 
 
-def loss_sum(model, batch: dict, chunk_tokens: int = 4096) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the batch's target tokens, and how many there are."""
+def loss_sum(model, batch: dict, chunk_tokens: int = 4096, cache=None) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the batch's target tokens, and how many there are; with
+    ``cache`` (a ``DynamicCache``) every layer's keys and values of the row are kept in it."""
     lm = causal_lm(model)
-    hidden = lm.model(**model_inputs(batch), use_cache=False).last_hidden_state[0]
+    out = lm.model(**model_inputs(batch), past_key_values=cache, use_cache=cache is not None)
+    hidden = out.last_hidden_state[0]
     targets = batch["targets"][0]
     keep = targets != IGNORE
     hidden, targets = hidden[keep], targets[keep]
     weight = lm.lm_head.weight
-    chunk_loss = _fused_chunk_loss if hidden.is_cuda else _chunk_loss
+    chunk_loss = _fused_chunk_loss() if hidden.is_cuda else _chunk_loss
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.numel(), chunk_tokens):
         h, t = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
@@ -48,15 +57,25 @@ def loss_sum(model, batch: dict, chunk_tokens: int = 4096) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def held_out_loss(model, samples, budget: int, device, max_length: int | None = None) -> float:
+def held_out_loss(
+    model, samples, budget: int, device, max_length: int | None = None, keep=None
+) -> float:
     """Mean loss per target token over ``samples`` (nan when there are none); their shared
-    prefix is computed once per batch where :func:`shares_prefix` allows."""
+    prefix is computed once per batch where :func:`shares_prefix` allows. ``keep`` (a
+    :class:`~stnlp.plugins.chatbot.prompt_cache.PromptCache`) receives each row's keys and
+    values, so replies to the same prompts need not compute them again."""
+    from transformers import DynamicCache
+
     was_training = model.training
     model.eval()
     share = shares_prefix(model)
     total, count = 0.0, 0
     for batch in pack(samples, budget, share):
-        loss, n = loss_sum(model, collate(batch, device, max_length, share))
+        collated = collate(batch, device, max_length, share)
+        cache = None if keep is None else DynamicCache()
+        loss, n = loss_sum(model, collated, cache=cache)
+        if keep is not None:
+            keep.add(batch, collated, cache)
         total, count = total + loss.item(), count + n
     model.train(was_training)
     return total / count if count else float("nan")

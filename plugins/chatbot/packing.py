@@ -56,7 +56,7 @@ def shared_prefix_length(samples: Sequence[Sample]) -> int:
     token never carries a target, and each sample keeps at least one token of its own."""
     if len(samples) < 2:
         return 0
-    limit = min(_first_target(s) for s in samples) - 1
+    limit = min(prompt_length(s) for s in samples) - 1
     return common_prefix_length([s.input_ids for s in samples], limit)
 
 
@@ -68,9 +68,23 @@ def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int) -> int:
     return length
 
 
-def _first_target(sample: Sample) -> int:
-    """The index of ``sample``'s first label that is a target (its length if none is)."""
+def prompt_length(sample: Sample) -> int:
+    """How many leading tokens of ``sample`` carry no target (its prompt): the index of its
+    first target label, or its length if none is."""
     return next((i for i, label in enumerate(sample.labels) if label != IGNORE), len(sample))
+
+
+def causal_lm(model):
+    """The ``...ForCausalLM`` inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def use_attention(model, implementation: str) -> None:
+    """Switch ``model`` (or the LM inside its PEFT wrapper) to ``implementation``: ``sdpa``
+    for padded batches, :data:`ATTENTION` for packed rows."""
+    lm = causal_lm(model)
+    if lm.config._attn_implementation != implementation:
+        lm.set_attn_implementation(implementation)
 
 
 def shares_prefix(model) -> bool:

@@ -61,7 +61,7 @@ LOCAL = {
     "reply_tokens": 20,
 }
 """The embedded default's preset (`stnlp demo`): the packaged SmolLM2-135M-Instruct on CPU,
-sized by tokens (8 steps of 768) for a CPU budget: about 3 minutes per job on 2 cores (161-189 s
+sized by tokens (8 steps of 768) for a CPU budget: under 3 minutes per job on 2 cores (160.8 s
 measured), held-out comparison included (docs/benchmarks.md, "the embedded default on a CPU")."""
 
 

@@ -28,9 +28,16 @@ from stnlp.plugins.chatbot import artifacts, heldout
 from stnlp.plugins.chatbot.base import TINY, device_and_dtype, load_base
 from stnlp.plugins.chatbot.data import encode_all, load_split
 from stnlp.plugins.chatbot.fit import fit_tokens, prepare_allocator
-from stnlp.plugins.chatbot.loss import causal_lm, loss_sum
+from stnlp.plugins.chatbot.loss import loss_sum
 from stnlp.plugins.chatbot.offline import OfflineResponder
-from stnlp.plugins.chatbot.packing import ATTENTION, IGNORE, collate, pack, shares_prefix
+from stnlp.plugins.chatbot.packing import (
+    ATTENTION,
+    IGNORE,
+    causal_lm,
+    collate,
+    pack,
+    shares_prefix,
+)
 from stnlp.runtime.baseline import HELDOUT, heldout_record
 from stnlp.runtime.encoder import quiet_transformers
 from stnlp.runtime.logs import event
@@ -126,9 +133,10 @@ def quality(
     """The adapter against the untuned base and the offline responder on the held-out
     episodes (:mod:`.heldout`), with the training prompts' retrieval setting.
 
-    Returns the figures per source and the ``heldout`` record on the judge score. The base's
-    loss is left to ``stnlp eval``: the comparison here is on the judge score, and each pass
-    over the held-out prompts costs as much as a training step on a CPU.
+    Returns the figures per source and the ``heldout`` record on the judge score. Both models
+    get a held-out loss: its pass also computes the prompts' keys and values, which the
+    replies then start from (:mod:`.prompt_cache`), so the loss costs little more than the
+    replies' own prompt pass would.
     """
     p = ctx.hyperparameters
     held = heldout.prepare(
@@ -140,7 +148,7 @@ def quality(
         responder,
     )
     retrieval = int(p["retrieved_lines"]) > 0  # as the adapter was trained, for both
-    variants = [(heldout.ADAPTER, True, retrieval, True), (heldout.BASE, False, retrieval, False)]
+    variants = [(heldout.ADAPTER, True, retrieval, True), (heldout.BASE, False, retrieval, True)]
     losses, replies = heldout.model_replies(
         model, tokenizer, held, p, device, variants, int(p["max_context"])
     )
