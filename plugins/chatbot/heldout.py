@@ -107,13 +107,22 @@ def _adapter(model, on: bool):
     return _merged(model) if on else model.disable_adapter()
 
 
+ROW_STEPS = 4
+"""A held-out packed row holds up to this many training steps' tokens: a pass without
+gradients keeps no activations for a backward pass, and each row lays the samples' shared
+system prompt down only once (the local preset's 24 held-out samples: one row of 2,263 tokens
+instead of four of 2,704 in all)."""
+
+
 def mean_loss(
     model, tokenizer, turns: Sequence[Turn], params: dict, device, keep: PromptCache | None = None
 ) -> float:
-    """Held-out loss per reply token of ``turns`` (the packed-training attention); ``keep``
-    receives the prompts' keys and values (:mod:`.prompt_cache`)."""
+    """Held-out loss per reply token of ``turns`` (the packed-training attention, rows of
+    :data:`ROW_STEPS` steps); ``keep`` receives the prompts' keys and values
+    (:mod:`.prompt_cache`)."""
     samples = encode_all(tokenizer, turns, int(params["max_sample_tokens"]))
-    return held_out_loss(model, samples, int(params["tokens_per_step"]), device, keep=keep)
+    budget = ROW_STEPS * int(params["tokens_per_step"])
+    return held_out_loss(model, samples, budget, device, keep=keep)
 
 
 def model_replies(

@@ -25,7 +25,7 @@ class PromptCache:
         self._keys: list[list[torch.Tensor]] = []  # per layer, per row: (heads, tokens, dim)
         self._values: list[list[torch.Tensor]] = []
         self._where: dict[tuple[int, ...], tuple[int, int, int]] = {}
-        self._tokens = 0  # rows kept so far, end to end
+        self._tokens = 0  # tokens of the rows kept so far, laid end to end
 
     def add(self, batch: Sequence[Sample], collated: dict, cache) -> None:
         """Keep one packed row: the samples of ``batch`` laid out by :func:`.packing.collate`

@@ -46,14 +46,32 @@ from stnlp.runtime.training import TrainingContext, TrainingOutcome
 log = logging.getLogger(__name__)
 
 
+def adapted_modules(model, params: dict) -> dict:
+    """``LoraConfig``'s module arguments: the ``target_modules`` (``all-linear``, or names
+    separated by commas) of the top ``lora_layers`` decoder layers only (0: every layer). No
+    gradient is needed below the lowest adapted layer, so the backward pass stops there."""
+    targets, top = params["target_modules"], int(params.get("lora_layers") or 0)
+    if top <= 0:
+        return {"target_modules": targets}
+    layers = causal_lm(model).model.layers
+    if targets == "all-linear":
+        linear = (n for n, m in layers[0].named_modules() if isinstance(m, torch.nn.Linear))
+        targets = sorted({name.rsplit(".", 1)[-1] for name in linear})
+    elif isinstance(targets, str):
+        targets = [name.strip() for name in targets.split(",") if name.strip()]
+    adapted = list(range(max(0, len(layers) - top), len(layers)))
+    return {"target_modules": targets, "layers_to_transform": adapted}
+
+
 def lora(model, params: dict):
-    """Wrap ``model`` with a LoRA adapter (all linear layers unless ``target_modules`` says)."""
+    """Wrap ``model`` with a LoRA adapter (all linear layers unless ``target_modules`` says;
+    in the top ``lora_layers`` decoder layers where it says)."""
     config = LoraConfig(
         r=int(params["lora_r"]),
         lora_alpha=int(params["lora_alpha"]),
-        target_modules=params["target_modules"],
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
+        **adapted_modules(model, params),
     )
     with quiet_transformers():
         return get_peft_model(model, config)
