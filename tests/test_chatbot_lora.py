@@ -27,10 +27,15 @@ def test_the_top_layers_get_every_module_peft_picks_and_the_rest_none(family):
     expected = {name for name in _adapted(everywhere) if f".layers.{last}." in name}
     assert len(expected) == 7  # q, k, v, o, gate, up, down
     assert _adapted(top) == expected
-    named = lora(tiny_model(family, 300, seed=1), {**PARAMS, "target_modules": "q_proj, v_proj",
-                                                   "lora_layers": 1})  # fmt: skip
-    assert {name.rsplit(".", 1)[-1] for name in _adapted(named)} == {"q_proj", "v_proj"}
-    assert all(f".layers.{last}." in name for name in _adapted(named))
+
+
+@pytest.mark.parametrize("top", [0, 1])
+def test_target_modules_may_be_names_separated_by_commas(top):
+    params = {**PARAMS, "target_modules": "q_proj, v_proj", "lora_layers": top}
+    named = _adapted(lora(tiny_model("llama", 300, seed=1), params))
+    assert {name.rsplit(".", 1)[-1] for name in named} == {"q_proj", "v_proj"}
+    layers = {name.split(".layers.")[1].split(".")[0] for name in named}
+    assert layers == ({"1"} if top else {"0", "1"})
 
 
 def test_no_gradient_flows_below_the_lowest_adapted_layer():

@@ -51,14 +51,14 @@ def adapted_modules(model, params: dict) -> dict:
     separated by commas) of the top ``lora_layers`` decoder layers only (0: every layer). No
     gradient is needed below the lowest adapted layer, so the backward pass stops there."""
     targets, top = params["target_modules"], int(params.get("lora_layers") or 0)
+    if isinstance(targets, str) and targets != "all-linear":
+        targets = [name.strip() for name in targets.split(",") if name.strip()]
     if top <= 0:
         return {"target_modules": targets}
     layers = causal_lm(model).model.layers
     if targets == "all-linear":
         linear = (n for n, m in layers[0].named_modules() if isinstance(m, torch.nn.Linear))
         targets = sorted({name.rsplit(".", 1)[-1] for name in linear})
-    elif isinstance(targets, str):
-        targets = [name.strip() for name in targets.split(",") if name.strip()]
     adapted = list(range(max(0, len(layers) - top), len(layers)))
     return {"target_modules": targets, "layers_to_transform": adapted}
 
