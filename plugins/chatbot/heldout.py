@@ -24,6 +24,7 @@ from stnlp.plugins.chatbot.data import Split, Turn, character_names, encode_all
 from stnlp.plugins.chatbot.infer import ModelChat, for_generation
 from stnlp.plugins.chatbot.judge import SpeakerJudge
 from stnlp.plugins.chatbot.loss import held_out_loss
+from stnlp.plugins.chatbot.lower_layers import LowerLayers, lowest_adapted_layer
 from stnlp.plugins.chatbot.offline import OfflineResponder
 from stnlp.plugins.chatbot.packing import ATTENTION, use_attention
 from stnlp.plugins.chatbot.prompt_cache import PromptCache
@@ -115,14 +116,21 @@ instead of four of 2,704 in all)."""
 
 
 def mean_loss(
-    model, tokenizer, turns: Sequence[Turn], params: dict, device, keep: PromptCache | None = None
+    model,
+    tokenizer,
+    turns: Sequence[Turn],
+    params: dict,
+    device,
+    keep: PromptCache | None = None,
+    lower: LowerLayers | None = None,
 ) -> float:
     """Held-out loss per reply token of ``turns`` (the packed-training attention, rows of
     :data:`ROW_STEPS` steps); ``keep`` receives the prompts' keys and values
-    (:mod:`.prompt_cache`)."""
+    (:mod:`.prompt_cache`); ``lower`` shares the unadapted layers with another variant's pass
+    over the same turns (:mod:`.lower_layers`)."""
     samples = encode_all(tokenizer, turns, int(params["max_sample_tokens"]))
     budget = ROW_STEPS * int(params["tokens_per_step"])
-    return held_out_loss(model, samples, budget, device, keep=keep)
+    return held_out_loss(model, samples, budget, device, keep=keep, lower=lower)
 
 
 def model_replies(
@@ -139,17 +147,20 @@ def model_replies(
 
     Per variant: the loss first (the packed-training attention), keeping every prompt's keys
     and values, then the replies (SDPA, batched), which start from them instead of running
-    the prompts again.
+    the prompts again. A second loss pass over the same turns runs only the adapted layers
+    (:mod:`.lower_layers`).
     """
     chat = ModelChat(model, tokenizer, max_context)
     losses, replies = {}, {}
+    first = lowest_adapted_layer(model)
+    lower = LowerLayers(first) if first > 0 else None
     for name, adapter, retrieval, with_loss in variants:
         turns = held.retrieved if retrieval else held.turns
         known = PromptCache() if with_loss else None
         with _adapter(model, adapter):
             if with_loss:
                 use_attention(model, ATTENTION)
-                losses[name] = mean_loss(model, tokenizer, turns, params, device, known)
+                losses[name] = mean_loss(model, tokenizer, turns, params, device, known, lower)
             for_generation(model)
             replies[name] = chat.replies(
                 [t.messages for t in turns],

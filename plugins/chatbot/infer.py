@@ -43,6 +43,7 @@ from stnlp.plugins.chatbot.data import (
 from stnlp.plugins.chatbot.offline import OfflineResponder
 from stnlp.plugins.chatbot.packing import common_prefix_length, use_attention
 from stnlp.plugins.chatbot.prompt_cache import PromptCache
+from stnlp.plugins.chatbot.roomy_cache import with_room
 from stnlp.runtime.data import SAMPLE_DIR
 
 log = logging.getLogger(__name__)
@@ -257,14 +258,15 @@ class ModelChat:
             "attention_mask": torch.tensor(mask, device=device),
         }
         if known is not None and known.covers(prompts):
-            inputs["past_key_values"] = known.gather(prompts, [row[:-1] for row in columns])
+            cache = known.gather(prompts, [row[:-1] for row in columns])
+            inputs["past_key_values"] = with_room(cache, max_new_tokens)
         elif shared:
             from transformers import DynamicCache
 
             cache = DynamicCache()
             self.model(input_ids=inputs["input_ids"][:1, :shared], past_key_values=cache)
             cache.batch_repeat_interleave(len(prompts))
-            inputs["past_key_values"] = cache
+            inputs["past_key_values"] = with_room(cache, max_new_tokens)
         generated = self.model.generate(**inputs, **common, do_sample=False)
         return generated[:, width:]
 

@@ -9,6 +9,7 @@ hundred megabytes and tens of gigabytes per step.
 from __future__ import annotations
 
 import functools
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +36,17 @@ def _fused_chunk_loss():
     return torch.compile(_chunk_loss, dynamic=True)
 
 
-def loss_sum(model, batch: dict, chunk_tokens: int = 4096, cache=None) -> tuple[torch.Tensor, int]:
+def loss_sum(
+    model, batch: dict, chunk_tokens: int = 4096, cache=None, lower=None
+) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the batch's target tokens, and how many there are; with
-    ``cache`` (a ``DynamicCache``) every layer's keys and values of the row are kept in it."""
+    ``cache`` (a ``DynamicCache``) every layer's keys and values of the row are kept in it;
+    with ``lower`` (a :class:`~stnlp.plugins.chatbot.lower_layers.LowerLayers`) the layers
+    below the lowest adapted one run once per row over two passes."""
     lm = causal_lm(model)
-    out = lm.model(**model_inputs(batch), past_key_values=cache, use_cache=cache is not None)
+    inputs = model_inputs(batch)
+    with lower.over(lm, inputs, cache) if lower is not None else nullcontext(inputs) as inputs:
+        out = lm.model(**inputs, past_key_values=cache, use_cache=cache is not None)
     hidden = out.last_hidden_state[0]
     targets = batch["targets"][0]
     keep = targets != IGNORE
@@ -58,12 +65,13 @@ def loss_sum(model, batch: dict, chunk_tokens: int = 4096, cache=None) -> tuple[
 
 @torch.no_grad()
 def held_out_loss(
-    model, samples, budget: int, device, max_length: int | None = None, keep=None
+    model, samples, budget: int, device, max_length: int | None = None, keep=None, lower=None
 ) -> float:
     """Mean loss per target token over ``samples`` (nan when there are none); their shared
     prefix is computed once per batch where :func:`shares_prefix` allows. ``keep`` (a
     :class:`~stnlp.plugins.chatbot.prompt_cache.PromptCache`) receives each row's keys and
-    values, so replies to the same prompts need not compute them again."""
+    values, so replies to the same prompts need not compute them again; ``lower`` is passed
+    to :func:`loss_sum`."""
     from transformers import DynamicCache
 
     was_training = model.training
@@ -73,7 +81,7 @@ def held_out_loss(
     for batch in pack(samples, budget, share):
         collated = collate(batch, device, max_length, share)
         cache = None if keep is None else DynamicCache()
-        loss, n = loss_sum(model, collated, cache=cache)
+        loss, n = loss_sum(model, collated, cache=cache, lower=lower)
         if keep is not None:
             keep.add(batch, collated, cache)
         total, count = total + loss.item(), count + n

@@ -30,10 +30,23 @@ class OfflineResponder:
         self.turns = list(turns)
         self.encoder = shared_encoder()  # the one MiniLM of this process, shared with the tabs
         self.index = self.encoder.encode([t.user for t in turns])
+        self._rows = {t.user: row for row, t in enumerate(self.turns)}
+
+    def embed(self, messages: Sequence[str]):
+        """The embeddings of ``messages``, taken from the index for the contexts it holds (the
+        training turns ask for their own examples) and encoded for the rest."""
+        out = self.index.new_empty(len(messages), self.index.shape[1])
+        known = [(i, self._rows[m]) for i, m in enumerate(messages) if m in self._rows]
+        new = [i for i, m in enumerate(messages) if m not in self._rows]
+        if known:
+            out[[i for i, _ in known]] = self.index[[row for _, row in known]]
+        if new:
+            out[new] = self.encoder.encode([messages[i] for i in new])
+        return out
 
     def reply(self, message: str) -> str:
         """The character's line that best answers ``message``."""
-        scores = self.index @ self.encoder.encode([message])[0]
+        scores = self.index @ self.embed([message])[0]
         return self.turns[int(scores.argmax())].reply
 
     def similar_many(
@@ -46,7 +59,7 @@ class OfflineResponder:
         """
         if k <= 0 or not messages:
             return [() for _ in messages]
-        scores = self.encoder.encode(list(messages)) @ self.index.T
+        scores = self.embed(list(messages)) @ self.index.T
         found = []
         for row, message_scores in enumerate(scores):
             skip = exclude[row] if row < len(exclude) else None
