@@ -64,8 +64,9 @@ LOCAL = {
 }
 """The embedded default's preset (`stnlp demo`): the packaged SmolLM2-135M-Instruct on CPU,
 sized by tokens (8 steps of 768) for a CPU budget, LoRA on the top 15 of its 30 layers (the
-backward pass stops there): a little over 2 minutes per job on 2 cores (111-142 s measured),
-held-out comparison included (docs/benchmarks.md, "the embedded default on a CPU")."""
+backward pass stops there): under 2 minutes per job on 2 cores (107-117 s measured; these
+cores drift, 111-142 s a day earlier), held-out comparison included (docs/benchmarks.md,
+"the embedded default on a CPU")."""
 
 
 SEARCH = {
