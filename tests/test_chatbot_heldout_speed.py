@@ -91,6 +91,15 @@ def test_the_base_pass_reuses_the_lower_layers_and_equals_the_stock_base(held, f
     assert rows > 1 and sum(width > 1 for width in widths) == rows
 
 
+def test_an_adapter_that_also_trains_the_embeddings_shares_no_layer():
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=4, target_modules=["q_proj"], layers_to_transform=[1], modules_to_save=["embed_tokens"]
+    )
+    assert lowest_adapted_layer(get_peft_model(tiny_model("llama", 300), config)) == 0
+
+
 def _steps(layer_class, keys: torch.Tensor, values: torch.Tensor):
     """Drive a cache layer through prefill, growth past its room, a batch repeat, a crop and
     a batch selection; every state it returns along the way."""

@@ -18,11 +18,12 @@ import torch
 
 def lowest_adapted_layer(model) -> int:
     """The lowest decoder layer ``model``'s active LoRA adapter changes: 0 when it may change
-    every layer (no ``layers_to_transform``), or when ``model`` has no adapter."""
+    every layer (no ``layers_to_transform``), when it also trains whole modules
+    (``modules_to_save``, such as the embeddings), or when ``model`` has no adapter."""
     configs = getattr(model, "peft_config", {})
     config = configs.get(getattr(model, "active_adapter", "default"))
     layers = getattr(config, "layers_to_transform", None)
-    if layers is None:
+    if layers is None or getattr(config, "modules_to_save", None):
         return 0
     return layers if isinstance(layers, int) else min(layers)
 

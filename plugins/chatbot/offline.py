@@ -35,11 +35,9 @@ class OfflineResponder:
     def embed(self, messages: Sequence[str]):
         """The embeddings of ``messages``, taken from the index for the contexts it holds (the
         training turns ask for their own examples) and encoded for the rest."""
-        out = self.index.new_empty(len(messages), self.index.shape[1])
-        known = [(i, self._rows[m]) for i, m in enumerate(messages) if m in self._rows]
-        new = [i for i, m in enumerate(messages) if m not in self._rows]
-        if known:
-            out[[i for i, _ in known]] = self.index[[row for _, row in known]]
+        rows = [self._rows.get(m) for m in messages]
+        out = self.index[[0 if row is None else row for row in rows]]  # a copy
+        new = [i for i, row in enumerate(rows) if row is None]
         if new:
             out[new] = self.encoder.encode([messages[i] for i in new])
         return out
