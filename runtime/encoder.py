@@ -80,14 +80,53 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-class SentenceEncoder:
-    """Mean-pooled, normalised sentence embeddings from a BERT-style encoder folder."""
+BATCH_TOKENS = 1024
+"""Tokens per model pass: enough rows for short sentences to keep the matrix products busy."""
 
-    def __init__(self, path: Path | str | None = None, max_length: int = 128):
+
+def token_batches(
+    tokenizer, texts: Sequence[str], max_length: int, batch_tokens: int = BATCH_TOKENS
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """``(indices, input_ids, attention_mask)`` batches covering ``texts``, each padded to its
+    longest text.
+
+    The texts are tokenised once and sorted by their number of tokens (not of characters,
+    which left 40% of the benchmark corpus's batches padding), and a batch takes texts while
+    its padded size stays within ``batch_tokens`` tokens, at least 16 texts: the padding is
+    nearly gone, and the many short sentences of subtitles go in fewer, larger passes.
+    """
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    start = 0
+    while start < len(order):
+        end = min(start + 16, len(order))
+        while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
+            end += 1
+        idx, start = order[start:end], end
+        lengths = torch.tensor([len(ids[i]) for i in idx])
+        real = torch.arange(int(lengths[-1])) < lengths[:, None]
+        input_ids = torch.full(real.shape, tokenizer.pad_token_id, dtype=torch.long)
+        input_ids[real] = torch.tensor([token for i in idx for token in ids[i]])
+        yield idx, input_ids, real.long()
+
+
+class SentenceEncoder:
+    """Mean-pooled, normalised sentence embeddings from a BERT-style encoder folder.
+
+    ``dtype`` is the model's: ``torch.bfloat16`` halves the cost of the matrix products on a
+    CPU with native bf16 (:func:`native_bf16`); pooling and the output stay fp32.
+    """
+
+    def __init__(
+        self, path: Path | str | None = None, max_length: int = 128,
+        dtype: torch.dtype = torch.float32,
+    ):  # fmt: skip
         self.path = Path(path) if path is not None else minilm_path()
         self.name = MINILM_ID if path is None else str(path)
+        if dtype != torch.float32:
+            self.name += f" ({str(dtype).removeprefix('torch.')})"
         model, self.tokenizer = load_pretrained(self.path)
-        self.model = model.eval()
+        self.model = model.to(dtype).eval()
         self.max_length = max_length
 
     @property
@@ -99,33 +138,33 @@ class SentenceEncoder:
     def encode(
         self,
         texts: Sequence[str],
-        batch_size: int = 64,
+        batch_tokens: int = BATCH_TOKENS,
         progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Embed ``texts`` as a ``(len(texts), dim)`` float tensor of unit vectors.
 
-        Texts are sorted by length so each batch pads little; one model pass per batch.
+        One model pass per batch of about ``batch_tokens`` tokens (:func:`token_batches`).
         ``progress(n)`` is called after each batch with the number of texts it held.
         """
-        if not texts:
-            return torch.empty(0, self.dim)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.dim)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            hidden = self.model(**batch).last_hidden_state
-            pooled = mean_pool(hidden, batch["attention_mask"])
+        for idx, input_ids, attention_mask in token_batches(
+            self.tokenizer, texts, self.max_length, batch_tokens
+        ):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            pooled = mean_pool(hidden.last_hidden_state.float(), attention_mask)
             out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
             if progress is not None:
                 progress(len(idx))
         return out
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), where a bf16 MiniLM
+    runs about twice as fast as fp32; elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without oneDNN
+        return False
 
 
 @lru_cache(maxsize=2)

@@ -111,5 +111,5 @@ def test_the_token_cache_is_reused_and_a_damaged_one_rebuilt(tmp_path):
 def test_the_encoder_kind_error_names_the_valid_kinds():
     from stnlp.plugins.classifier.onnx_encoder import theme_encoder
 
-    with pytest.raises(UserError, match="'onnx', 'torch', 'static'; got 'int4'"):
+    with pytest.raises(UserError, match="'auto', 'onnx', 'bf16', 'torch', 'static'; got 'int4'"):
         theme_encoder("int4")

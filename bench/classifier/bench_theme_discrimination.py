@@ -1,8 +1,8 @@
 """Benchmark: do per-episode themes discriminate? Against the hand-labelled theme scenes.
 
-Measured for each encoder (``--encoders``: ONNX Runtime fp32, the default, and the static one
-distilled from MiniLM) and each ``min_similarity`` (0 is the old method: every sentence a full
-vote; the static encoder's similarities are calibrated onto fp32's scale first):
+Measured for each encoder (``--encoders``: ONNX Runtime fp32, the torch model in bf16, and the
+static one distilled from MiniLM) and each ``min_similarity`` (0 is the old method: every
+sentence a full vote; the static encoder's similarities are calibrated onto fp32's scale first):
 
 - ``scenes``: on ``data/eval/theme_scenes.jsonl`` (44 scenes, 6-8 lines each), how often a
   scene's top theme (the mean of its lines' scores) is its labelled ``primary`` theme, and how
@@ -106,10 +106,10 @@ class Memo:
         self.queries = getattr(encoder, "queries", encoder)
         self.calibrate = getattr(encoder, "calibrate", None)
 
-    def encode(self, texts, batch_size=64, progress=None):
+    def encode(self, texts, progress=None):
         new = [t for t in dict.fromkeys(texts) if t not in self.seen]
         if new:
-            self.seen.update(zip(new, self.encoder.encode(new, batch_size), strict=True))
+            self.seen.update(zip(new, self.encoder.encode(new), strict=True))
         return torch.stack([self.seen[t] for t in texts]) if texts else torch.empty(0, self.dim)
 
 
@@ -117,7 +117,9 @@ def main() -> None:
     """Measure each threshold and print (and optionally save) the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.1, 0.15, 0.2, 0.25])
-    parser.add_argument("--encoders", nargs="+", choices=ENCODER_KINDS, default=["onnx", "static"])
+    parser.add_argument(
+        "--encoders", nargs="+", choices=ENCODER_KINDS, default=["onnx", "bf16", "static"]
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)

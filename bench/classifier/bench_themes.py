@@ -17,9 +17,10 @@ Torch is pinned to ``--threads`` threads (2: this machine's cores). Measured:
   from the sample captions, twice: ``repeated`` (sample lines cycled as they are, so repeats
   are embedded once) and ``distinct`` (each line's words shuffled with a seeded RNG, so nearly
   every sentence is new: the worst case). Each corpus is scored side by side in one run by the
-  ONNX Runtime encoder (the default), the torch fp32 encoder and the static encoder distilled
-  from MiniLM (``encoder=static``), each with its fidelity against ONNX Runtime fp32: the
-  largest difference of any episode's theme score, how many episodes keep their top and their
+  torch encoder in bf16 (``encoder=bf16``, the default ``auto`` on a CPU with native bf16), the
+  ONNX Runtime fp32 encoder (``auto`` elsewhere), the torch fp32 encoder and the static encoder
+  distilled from MiniLM (``encoder=static``), each with its fidelity against ONNX Runtime fp32:
+  the largest difference of any episode's theme score, how many episodes keep their top and their
   most distinctive theme, and how many sentences vote the same way;
 - ``static_sample``: the static encoder's sentence embeddings of the distinct sample sentences
   against fp32's (mean and min cosine), and the ``calibration`` they would get from
@@ -52,7 +53,7 @@ from stnlp.plugins.classifier.themes import (
     theme_descriptions,
 )
 from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
-from stnlp.runtime.encoder import minilm_path, quiet_transformers, shared_encoder
+from stnlp.runtime.encoder import minilm_path, native_bf16, quiet_transformers, shared_encoder
 
 THEMES = list(DEFAULT_THEMES)
 VARIANTS = {"repeated": False, "distinct": True}
@@ -192,13 +193,19 @@ def main() -> None:
         "--encoders",
         nargs="+",
         choices=ENCODER_KINDS,
-        default=["onnx", "torch", "static"],
+        default=["bf16", "onnx", "torch", "static"],
         help="timed in this order; onnx is the fidelity reference",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results: dict = {"threads": args.threads, "themes": THEMES, "load_before": os.getloadavg()}
+    results: dict = {
+        "threads": args.threads,
+        "themes": THEMES,
+        "load_before": os.getloadavg(),
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16(),
+    }
 
     sample = episodes_from_captions(load_subtitles(SAMPLE_DIR / "subtitles").records)
     sentences = list(dict.fromkeys(s for e in sample for s in e.sentences))

@@ -30,6 +30,6 @@ THEME_DEFAULTS = {
     "window": 20,
     "tau": 0.05,
     "min_similarity": 0.15,
-    "encoder": "onnx",
+    "encoder": "auto",
     "max_sentences_per_episode": 0,
 }

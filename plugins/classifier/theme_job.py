@@ -41,7 +41,7 @@ PART_FILE = "part.json"
 
 def make_scorer(
     method: str, tau: float = 0.05, nli_model: str = NLI_MODEL_ID,
-    min_similarity: float = MIN_SIMILARITY, encoder: str = "onnx",
+    min_similarity: float = MIN_SIMILARITY, encoder: str = "auto",
 ):  # fmt: skip
     """The scorer for ``method`` (``embedding`` or ``nli``)."""
     if method == "embedding":

@@ -36,12 +36,10 @@ class EmbeddingThemeScorer:
     the sentences that relate to some theme at all."""
 
     def __init__(
-        self, encoder: SentenceEncoder, tau: float = 0.05, batch_size: int = 128,
-        min_similarity: float = MIN_SIMILARITY,
-    ):  # fmt: skip
+        self, encoder: SentenceEncoder, tau: float = 0.05, min_similarity: float = MIN_SIMILARITY
+    ):
         self.encoder = encoder
         self.tau = tau
-        self.batch_size = batch_size
         self.min_similarity = min_similarity
 
     @property
@@ -59,7 +57,7 @@ class EmbeddingThemeScorer:
         """
         unique = list(dict.fromkeys(sentences))
         where = {s: i for i, s in enumerate(unique)}
-        vectors = self.encoder.encode(unique, self.batch_size, progress)
+        vectors = self.encoder.encode(unique, progress=progress)
         queries = getattr(self.encoder, "queries", self.encoder)  # static: the full MiniLM
         theme_vectors = queries.encode(theme_descriptions(themes))
         similarity = vectors @ theme_vectors.T

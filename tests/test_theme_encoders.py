@@ -1,0 +1,85 @@
+"""The theme encoders against the stock path: every text run through the model alone, unpadded,
+in fp32. Batching by token count must not change an embedding; bf16 may only move it a little,
+and must leave the theme votes of real subtitle sentences where fp32 puts them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stnlp.plugins.classifier import onnx_encoder
+from stnlp.plugins.classifier.onnx_encoder import concrete_kind, theme_encoder
+from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer
+from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
+from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
+from stnlp.runtime.encoder import SentenceEncoder, shared_encoder, token_batches
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    """The sample's distinct subtitle sentences, as the theme job splits them."""
+    episodes = episodes_from_captions(load_subtitles(SAMPLE_DIR / "subtitles").records)
+    return list(dict.fromkeys(s for e in episodes for s in e.sentences))
+
+
+def mixed(sentences: list[str]) -> list[str]:
+    """Texts of every length in an order unrelated to it, an empty one and one past the
+    encoder's 128-token limit among them."""
+    picked = sentences[::25]
+    return [*picked[:20], "", " ".join(["Hawkins"] * 200), *picked[20:]]
+
+
+@torch.inference_mode()
+def stock(encoder: SentenceEncoder, text: str) -> torch.Tensor:
+    """``text`` embedded alone: the tokenizer's own call, no padding, fp32, a plain mean."""
+    batch = encoder.tokenizer([text], truncation=True, max_length=128, return_tensors="pt")
+    hidden = encoder.model(**batch).last_hidden_state[0]
+    return torch.nn.functional.normalize(hidden.mean(dim=0), dim=-1)
+
+
+def test_batching_by_token_count_gives_every_text_its_own_embedding(sentences):
+    texts = mixed(sentences)
+    encoder = shared_encoder()
+    expected = torch.stack([stock(encoder, t) for t in texts])
+    for kind in ("torch", "onnx"):
+        got = theme_encoder(kind).encode(texts, batch_tokens=64)  # many batches, mixed lengths
+        assert torch.allclose(got, expected, atol=2e-5), kind
+
+
+def test_a_batch_pads_little_and_every_text_is_in_one(sentences):
+    tokenizer = shared_encoder().tokenizer
+    seen, real, padded = [], 0, 0
+    for idx, input_ids, attention_mask in token_batches(tokenizer, sentences, 128):
+        seen += idx
+        real += int(attention_mask.sum())
+        padded += input_ids.numel()
+        assert input_ids.shape[0] >= min(16, len(idx))
+    assert sorted(seen) == list(range(len(sentences)))
+    stock_tokens = sum(len(ids) for ids in tokenizer(sentences)["input_ids"])
+    assert real == stock_tokens
+    assert padded < 1.1 * real  # 1.06x; sorted by characters, 64 a batch, it was 1.42x
+
+
+def test_bf16_embeddings_and_theme_votes_stay_with_fp32(sentences):
+    subset = sentences[::4]
+    fp32, bf16 = shared_encoder(), theme_encoder("bf16")
+    assert bf16.model.dtype == torch.bfloat16 and "bfloat16" in bf16.name
+    cosine = (fp32.encode(subset) * bf16.encode(subset)).sum(dim=1)
+    assert float(cosine.min()) > 0.999
+    exact = EmbeddingThemeScorer(fp32).score(subset, DEFAULT_THEMES)
+    close = EmbeddingThemeScorer(bf16).score(subset, DEFAULT_THEMES)
+    voting, still_voting = exact.sum(dim=1) > 0, close.sum(dim=1) > 0
+    assert float((voting == still_voting).float().mean()) > 0.99  # 1 of 378 flips here
+    both = voting & still_voting
+    assert float((exact - close)[both].abs().sum(dim=1).max()) < 0.05  # 0.02 here
+    shares = exact.mean(dim=0) - close.mean(dim=0)  # a corpus's theme scores
+    assert float(shares.abs().max()) < 0.005  # 0.0011 here
+
+
+@pytest.mark.parametrize(("native", "kind"), [(True, "bf16"), (False, "onnx")])
+def test_auto_picks_bf16_only_where_the_cpu_multiplies_it_natively(monkeypatch, native, kind):
+    monkeypatch.setattr(onnx_encoder, "native_bf16", lambda: native)
+    assert concrete_kind("auto") == kind
+    assert concrete_kind("torch") == "torch"
