@@ -12,7 +12,7 @@ from stnlp.plugins.classifier.onnx_encoder import concrete_kind, theme_encoder
 from stnlp.plugins.classifier.theme_scorers import EmbeddingThemeScorer
 from stnlp.plugins.classifier.themes import DEFAULT_THEMES, episodes_from_captions
 from stnlp.runtime.data import SAMPLE_DIR, load_subtitles
-from stnlp.runtime.encoder import SentenceEncoder, shared_encoder, token_batches
+from stnlp.runtime.encoder import SentenceEncoder, native_bf16, shared_encoder, token_batches
 
 torch.set_num_threads(1)
 
@@ -46,15 +46,16 @@ def test_batching_by_token_count_gives_every_text_its_own_embedding(sentences):
     for kind in ("torch", "onnx"):
         got = theme_encoder(kind).encode(texts, batch_tokens=64)  # many batches, mixed lengths
         assert torch.allclose(got, expected, atol=2e-5), kind
+        assert theme_encoder(kind).encode([]).shape == (0, encoder.dim)
 
 
 def test_every_text_is_in_one_batch_and_none_is_padded(sentences):
     tokenizer = shared_encoder().tokenizer
     seen, tokens = [], 0
-    for idx, input_ids, attention_mask in token_batches(tokenizer, sentences, 128):
+    for idx, input_ids in token_batches(tokenizer, sentences, 128):
         seen += idx
         tokens += input_ids.numel()
-        assert bool(attention_mask.all())
+        assert input_ids.shape[1] == len(tokenizer(sentences[idx[0]])["input_ids"])
     assert sorted(seen) == list(range(len(sentences)))
     assert tokens == sum(len(ids) for ids in tokenizer(sentences)["input_ids"])
 
@@ -83,6 +84,22 @@ def test_bf16_embeddings_and_theme_votes_stay_with_fp32(sentences):
     assert float((exact - close)[both].abs().sum(dim=1).max()) < 0.05  # 0.02 here
     shares = exact.mean(dim=0) - close.mean(dim=0)  # a corpus's theme scores
     assert float(shares.abs().max()) < 0.005  # 0.0011 here
+
+
+ICE_LAKE = "fpu vme avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni avx512_bitalg"
+ZEN_4 = ICE_LAKE + " avx512_bf16 avx512_vbmi2 avx512_vpopcntdq"
+SAPPHIRE_RAPIDS = ICE_LAKE + " avx512_bf16 amx_bf16 amx_tile amx_int8"
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [(ICE_LAKE, False), (ZEN_4, True), (SAPPHIRE_RAPIDS, True), ("fpu avx2 fma", False)],
+)
+def test_native_bf16_reads_the_cpus_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\n" * 2)
+    assert native_bf16(cpuinfo) is native
+    assert native_bf16(tmp_path / "missing") is False
 
 
 @pytest.mark.parametrize(("native", "kind"), [(True, "bf16"), (False, "onnx")])

@@ -16,13 +16,13 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stnlp.common.cache import cache_root
 from stnlp.runtime.encoder import (
     BATCH_TOKENS,
     SentenceEncoder,
-    mean_pool,
     native_bf16,
     shared_encoder,
     token_batches,
@@ -92,13 +92,11 @@ class OnnxSentenceEncoder:
     ):
         """Embed ``texts`` as a ``(len(texts), dim)`` tensor of unit vectors (as the torch one)."""
         out = torch.empty(len(texts), self.dim)
-        for idx, input_ids, attention_mask in token_batches(
-            self.tokenizer, texts, self.max_length, batch_tokens
-        ):
-            feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        for idx, input_ids in token_batches(self.tokenizer, texts, self.max_length, batch_tokens):
+            ids = input_ids.numpy()
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
             hidden = torch.from_numpy(self.session.run(None, feeds)[0])
-            pooled = mean_pool(hidden, attention_mask)
-            out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
+            out[idx] = torch.nn.functional.normalize(hidden.mean(dim=1), dim=-1)
             if progress is not None:
                 progress(len(idx))
         return out
